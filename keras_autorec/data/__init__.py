@@ -1,0 +1,1 @@
+"""Ratings data: sources, splits and the tf.data input pipeline."""

@@ -1,0 +1,44 @@
+"""Mixed precision policies and tf.distribute strategies by name."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+def set_mixed_precision(mode: str) -> None:
+  """Sets Keras' global dtype policy: 'off', 'float16' or 'bfloat16'.
+
+  Variables stay float32; the output layer and the loss are float32 in every mode.
+  """
+  if mode not in MIXED_PRECISION:
+    raise ValueError(f"mixed_precision must be one of {sorted(MIXED_PRECISION)}, got {mode!r}")
+  keras.mixed_precision.set_global_policy(MIXED_PRECISION[mode])
+
+
+def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.Strategy:
+  """The tf.distribute strategy called `name`; 'mirrored' uses every local GPU, else the CPUs."""
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=devices)
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "tpu":
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def split_cpu(num_devices: int) -> None:
+  """Splits the physical CPU into `num_devices` logical devices (before TensorFlow starts)."""
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)])

@@ -1,0 +1,458 @@
+"""gRPC client and command line for an AutoRec SavedModel served by TensorFlow Serving.
+
+Usage:
+  python -m keras_autorec.serving.client --server=localhost:8500 [--model_name=autorec]
+      [--model_version=N] [--timeout_seconds=10] [--json] COMMAND [command flags]
+
+Commands:
+  predict --user_id=196,186 --item_id=242,302   rating of each (user, item) pair
+  recommend --user_id=196 [--k=10]               top items for known users
+  recommend_for_ratings --ratings=242:5,302:3 [--k=10]
+                                                 top items for an unseen user's ratings
+  similar_items --item_id=242 [--k=10]           most similar items
+  metadata                                       the served version and its signatures
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import json
+import sys
+from typing import Any
+
+from absl import app
+from absl import flags
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+DEFAULT_MODEL_NAME = "autorec"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+# Top-k answers for large batches easily exceed gRPC's 4 MiB default receive limit.
+DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024
+PADDING_ITEM_ID = ""
+_SIGNATURE_DEF_METADATA_FIELD = "signature_def"
+
+
+class ServingError(Exception):
+  """A TensorFlow Serving request failed; `code` is the gRPC status code, if any."""
+
+  def __init__(self, message: str, code: grpc.StatusCode | None = None):
+    super().__init__(message)
+    self.code = code
+
+
+class ServerUnavailableError(ServingError):
+  """The server could not be reached (gRPC UNAVAILABLE)."""
+
+
+class ModelNotFoundError(ServingError):
+  """The server does not serve the requested model name or version (gRPC NOT_FOUND)."""
+
+
+class InvalidRequestError(ServingError):
+  """The server rejected the request: unknown signature, missing or malformed inputs."""
+
+
+class DeadlineExceededError(ServingError):
+  """The server did not answer within the client's timeout (gRPC DEADLINE_EXCEEDED)."""
+
+
+class AutoRecClient:
+  """Calls the AutoRec signatures of a model served by TensorFlow Serving over gRPC.
+
+  Args:
+    target: `host:port` of TF Serving's gRPC endpoint.
+    model_name: the model name TF Serving was configured with.
+    version: the model version to query; None lets the server pick (its latest).
+    timeout_seconds: deadline of each call.
+    predict_signature: signature rating (user, item) pairs.
+    recommend_signature: signature recommending top-K items for known users.
+    recommend_for_ratings_signature: signature recommending from a new user's ratings.
+    similar_items_signature: signature finding the top-K most similar items.
+    max_receive_message_bytes: largest response accepted.
+  """
+
+  def __init__(self, target: str, model_name: str = DEFAULT_MODEL_NAME,
+               version: int | None = None, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, *,
+               predict_signature: str = "serving_default",
+               recommend_signature: str = "recommend",
+               recommend_for_ratings_signature: str = "recommend_for_ratings",
+               similar_items_signature: str = "similar_items",
+               max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES):
+    if timeout_seconds <= 0:
+      raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+    self.target = target
+    self.model_name = model_name
+    self.version = version
+    self.timeout_seconds = timeout_seconds
+    self.predict_signature = predict_signature
+    self.recommend_signature = recommend_signature
+    self.recommend_for_ratings_signature = recommend_for_ratings_signature
+    self.similar_items_signature = similar_items_signature
+    self._channel = grpc.insecure_channel(
+        target, options=[("grpc.max_receive_message_length", max_receive_message_bytes)])
+    self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+  def close(self) -> None:
+    """Close the gRPC channel."""
+    self._channel.close()
+
+  def __enter__(self) -> AutoRecClient:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def predict(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
+    """Predicted rating of each (user_ids[i], item_ids[i]) pair, float32 [B]."""
+    user_ids = _as_id_vector(user_ids, "user_ids")
+    item_ids = _as_id_vector(item_ids, "item_ids")
+    if len(user_ids) != len(item_ids):
+      raise ValueError(f"user_ids and item_ids must have the same length, "
+                       f"got {len(user_ids)} and {len(item_ids)}")
+    outputs = self._predict(self.predict_signature, {"user_id": user_ids, "item_id": item_ids})
+    return self._output(outputs, "rating", self.predict_signature).astype(np.float32)
+
+  def recommend(self, user_ids: Sequence[str],
+                k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (item_ids str [B, k], scores float32 [B, k]) for each known user; k=None: all K."""
+    _check_k(k)
+    outputs = self._predict(self.recommend_signature,
+                            {"user_id": _as_id_vector(user_ids, "user_ids")})
+    return self._top_k(outputs, k, self.recommend_signature)
+
+  def recommend_for_ratings(self, item_ids: Sequence[Sequence[str]],
+                            ratings: Sequence[Sequence[float]],
+                            k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (item_ids, scores) for users given only as their ratings, one list per user.
+
+    Users may have different numbers of ratings: the lists are padded client-side with the
+    empty item id, which the model treats as padding (so it may also appear in the input).
+    """
+    _check_k(k)
+    if isinstance(item_ids, (str, bytes)) or isinstance(ratings, (str, bytes)):
+      raise TypeError("item_ids and ratings must be one list per user")
+    if len(item_ids) != len(ratings):
+      raise ValueError(f"item_ids and ratings must have one list per user each, "
+                       f"got {len(item_ids)} and {len(ratings)}")
+    user_item_ids = [_as_id_vector(ids, f"item_ids[{user}]") for user, ids in enumerate(item_ids)]
+    user_ratings = [np.asarray(values, dtype=np.float32).reshape(-1) for values in ratings]
+    for user, (ids, values) in enumerate(zip(user_item_ids, user_ratings)):
+      if len(ids) != len(values):
+        raise ValueError(f"user {user} has {len(ids)} item ids but {len(values)} ratings")
+    # A zero-width batch would not match a model expecting at least one column.
+    width = max([1] + [len(ids) for ids in user_item_ids])
+    padded_item_ids = np.full((len(user_item_ids), width), PADDING_ITEM_ID, dtype=object)
+    padded_ratings = np.zeros((len(user_item_ids), width), dtype=np.float32)
+    for user, (ids, values) in enumerate(zip(user_item_ids, user_ratings)):
+      padded_item_ids[user, :len(ids)] = ids
+      padded_ratings[user, :len(values)] = values
+    outputs = self._predict(self.recommend_for_ratings_signature,
+                            {"item_ids": padded_item_ids, "ratings": padded_ratings})
+    return self._top_k(outputs, k, self.recommend_for_ratings_signature)
+
+  def similar_items(self, item_ids: Sequence[str],
+                    k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k most similar (item_ids str [B, k], scores float32 [B, k]) for each item."""
+    _check_k(k)
+    outputs = self._predict(self.similar_items_signature,
+                            {"item_id": _as_id_vector(item_ids, "item_ids")})
+    return self._top_k(outputs, k, self.similar_items_signature)
+
+  def metadata(self) -> dict[str, Any]:
+    """The served model's name, version and, per signature, its inputs and outputs.
+
+    Returns:
+      {"model_name": str, "version": int, "signatures": {signature name: {"method_name": str,
+      "inputs": {name: {"dtype": str, "shape": [int | None] | None}}, "outputs": {...}}}},
+      where a None dimension is unknown and a None shape is of unknown rank.
+    """
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    self._fill_model_spec(request.model_spec)
+    request.metadata_field.append(_SIGNATURE_DEF_METADATA_FIELD)
+    response = self._call(self._stub.GetModelMetadata, request, "GetModelMetadata")
+    signature_def_map = get_model_metadata_pb2.SignatureDefMap()
+    if not response.metadata[_SIGNATURE_DEF_METADATA_FIELD].Unpack(signature_def_map):
+      raise ServingError(f"{self.target} answered GetModelMetadata without a SignatureDefMap")
+    signatures = {}
+    for name, signature_def in sorted(signature_def_map.signature_def.items()):
+      # Keys like "__saved_model_init_op" are SavedModel internals, not callable signatures.
+      if name.startswith("__"):
+        continue
+      signatures[name] = {
+          "method_name": signature_def.method_name,
+          "inputs": _describe_tensors(signature_def.inputs),
+          "outputs": _describe_tensors(signature_def.outputs),
+      }
+    return {
+        "model_name": response.model_spec.name,
+        "version": response.model_spec.version.value,
+        "signatures": signatures,
+    }
+
+  def _fill_model_spec(self, model_spec, signature_name: str | None = None) -> None:
+    model_spec.name = self.model_name
+    if self.version is not None:
+      model_spec.version.value = self.version
+    if signature_name is not None:
+      model_spec.signature_name = signature_name
+
+  def _predict(self, signature_name: str,
+               inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    request = predict_pb2.PredictRequest()
+    self._fill_model_spec(request.model_spec, signature_name)
+    for name, value in inputs.items():
+      request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    response = self._call(self._stub.Predict, request, f"Predict({signature_name})")
+    return {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
+
+  def _call(self, method, request, description: str):
+    try:
+      return method(request, timeout=self.timeout_seconds)
+    except grpc.RpcError as error:
+      raise self._to_serving_error(error, description) from error
+
+  def _to_serving_error(self, error: grpc.RpcError, description: str) -> ServingError:
+    code = error.code()
+    details = error.details()
+    version = "latest" if self.version is None else self.version
+    if code == grpc.StatusCode.UNAVAILABLE:
+      return ServerUnavailableError(
+          f"TensorFlow Serving at {self.target} is unavailable: {details}", code)
+    if code == grpc.StatusCode.NOT_FOUND:
+      return ModelNotFoundError(f"model {self.model_name!r} version {version} is not served at "
+                                f"{self.target}: {details}", code)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+      return InvalidRequestError(
+          f"{description} on model {self.model_name!r} version {version} was rejected: {details}",
+          code)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+      return DeadlineExceededError(f"{description} on {self.target} got no answer within "
+                                   f"timeout_seconds={self.timeout_seconds}", code)
+    return ServingError(f"{description} on {self.target} failed with {code.name}: {details}", code)
+
+  def _output(self, outputs: Mapping[str, np.ndarray], name: str,
+              signature_name: str) -> np.ndarray:
+    if name not in outputs:
+      raise ServingError(f"signature {signature_name!r} of model {self.model_name!r} returned "
+                         f"outputs {sorted(outputs)}, not {name!r}; is it the right signature?")
+    return outputs[name]
+
+  def _top_k(self, outputs: Mapping[str, np.ndarray], k: int | None,
+             signature_name: str) -> tuple[np.ndarray, np.ndarray]:
+    item_ids = _decode_ids(self._output(outputs, "item_ids", signature_name))
+    scores = self._output(outputs, "scores", signature_name).astype(np.float32)
+    exported_k = scores.shape[-1]
+    if k is not None and k > exported_k:
+      raise ValueError(f"k={k} exceeds K={exported_k}, the number of items signature "
+                       f"{signature_name!r} of model {self.model_name!r} was exported to return")
+    if k is None:
+      return item_ids, scores
+    return item_ids[..., :k], scores[..., :k]
+
+
+def _check_k(k: int | None) -> None:
+  if k is not None and k < 1:
+    raise ValueError(f"k must be a positive number of items, got {k}")
+
+
+def _as_id_vector(ids: Sequence[str], what: str) -> np.ndarray:
+  """Ids as a 1-D object array of str; ints are accepted since MovieLens ids look numeric."""
+  if isinstance(ids, (str, bytes)):
+    raise TypeError(f"{what} must be a sequence of ids, got the single id {ids!r}")
+  array = np.asarray(ids, dtype=object)
+  if array.ndim != 1:
+    raise ValueError(f"{what} must be a flat sequence of ids, got shape {array.shape}")
+  for id_ in array:
+    if not isinstance(id_, (str, bytes, int, np.integer)):
+      raise TypeError(f"{what} must hold str, bytes or int ids, got {id_!r}")
+  return np.asarray([id_.decode() if isinstance(id_, bytes) else str(id_) for id_ in array],
+                    dtype=object)
+
+
+def _decode_ids(ids: np.ndarray) -> np.ndarray:
+  return np.vectorize(lambda id_: id_.decode("utf-8"), otypes=[object])(ids)
+
+
+def _describe_tensors(tensor_infos) -> dict[str, dict[str, Any]]:
+  described = {}
+  for name, tensor_info in sorted(tensor_infos.items()):
+    shape = tensor_info.tensor_shape
+    dims = (None if shape.unknown_rank
+            else [dim.size if dim.size >= 0 else None for dim in shape.dim])
+    described[name] = {"dtype": tf.dtypes.as_dtype(tensor_info.dtype).name, "shape": dims}
+  return described
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+COMMANDS = ("predict", "recommend", "recommend_for_ratings", "similar_items", "metadata")
+# The command flags each command accepts; the first entries are required.
+_COMMAND_FLAGS = {
+    "predict": (("user_id", "item_id"), ()),
+    "recommend": (("user_id",), ("k",)),
+    "recommend_for_ratings": (("ratings",), ("k",)),
+    "similar_items": (("item_id",), ("k",)),
+    "metadata": ((), ()),
+}
+_ALL_COMMAND_FLAGS = ("user_id", "item_id", "ratings", "k")
+
+
+class CommandLineError(Exception):
+  """The command line is wrong."""
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Define the command line flags on `flag_values`.
+
+  Kept out of import time so that importing the client never clashes with other flags.
+  """
+  flags.DEFINE_string("server", "localhost:8500", "TF Serving gRPC endpoint, host:port.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("model_name", DEFAULT_MODEL_NAME, "Served model name.",
+                      flag_values=flag_values)
+  flags.DEFINE_integer("model_version", None, "Model version; default: the server's latest.",
+                       lower_bound=0, flag_values=flag_values)
+  flags.DEFINE_float("timeout_seconds", DEFAULT_TIMEOUT_SECONDS, "Deadline of each call.",
+                     lower_bound=0.0, flag_values=flag_values)
+  flags.DEFINE_bool("json", False, "Print JSON instead of a table.", flag_values=flag_values)
+  flags.DEFINE_list("user_id", None, "User id(s), comma-separated.", flag_values=flag_values)
+  flags.DEFINE_list("item_id", None, "Item id(s), comma-separated.", flag_values=flag_values)
+  flags.DEFINE_list("ratings", None, "One user's ratings as item_id:rating,...",
+                    flag_values=flag_values)
+  flags.DEFINE_integer("k", None, "Number of items to return; default: all exported.",
+                       lower_bound=1, flag_values=flag_values)
+
+
+def run_command(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
+  """Run the command in `argv` (positional args left after flag parsing); return the exit code."""
+  try:
+    command = _parse_command(argv, flag_values)
+    with AutoRecClient(flag_values.server, flag_values.model_name, flag_values.model_version,
+                       flag_values.timeout_seconds) as client:
+      result = _run(client, command, flag_values)
+  except (CommandLineError, ServingError, ValueError) as error:
+    # Server details can span lines (TensorFlow op errors); keep the message to one line.
+    print("error: " + " ".join(str(error).split()), file=sys.stderr)
+    return 2 if isinstance(error, CommandLineError) else 1
+  print(json.dumps(result, indent=2, allow_nan=False) if flag_values.json
+        else _format_table(command, result))
+  return 0
+
+
+def _parse_command(argv: Sequence[str], flag_values: flags.FlagValues) -> str:
+  arguments = list(argv[1:])
+  if len(arguments) != 1 or arguments[0] not in COMMANDS:
+    raise CommandLineError(f"expected exactly one command out of {', '.join(COMMANDS)}; "
+                     f"got {' '.join(arguments) or 'none'}")
+  command = arguments[0]
+  required, optional = _COMMAND_FLAGS[command]
+  missing = [name for name in required if flag_values[name].value is None]
+  if missing:
+    raise CommandLineError(f"{command} needs --{', --'.join(missing)}")
+  unused = [name for name in _ALL_COMMAND_FLAGS
+            if flag_values[name].present and name not in required + optional]
+  if unused:
+    raise CommandLineError(f"{command} does not take --{', --'.join(unused)}")
+  return command
+
+
+def _parse_ratings(pairs: Sequence[str]) -> tuple[list[str], list[float]]:
+  item_ids, ratings = [], []
+  for pair in pairs:
+    item_id, separator, rating = pair.rpartition(":")
+    try:
+      if not separator or not item_id:
+        raise ValueError
+      ratings.append(float(rating))
+    except ValueError:
+      raise CommandLineError(f"--ratings entries must be item_id:rating, got {pair!r}") from None
+    item_ids.append(item_id)
+  return item_ids, ratings
+
+
+def _run(client: AutoRecClient, command: str, flag_values: flags.FlagValues) -> Any:
+  """The command's result as JSON-ready records."""
+  k = flag_values.k
+  if command == "predict":
+    ratings = client.predict(flag_values.user_id, flag_values.item_id)
+    return [{"user_id": user_id, "item_id": item_id, "rating": _json_float(rating)}
+            for user_id, item_id, rating in zip(flag_values.user_id, flag_values.item_id, ratings)]
+  if command == "recommend":
+    return _ranked_records("user_id", flag_values.user_id,
+                           *client.recommend(flag_values.user_id, k))
+  if command == "recommend_for_ratings":
+    rated_item_ids, ratings = _parse_ratings(flag_values.ratings)
+    item_ids, scores = client.recommend_for_ratings([rated_item_ids], [ratings], k)
+    return _ranked_records("ratings", [",".join(flag_values.ratings)], item_ids, scores)
+  if command == "similar_items":
+    return _ranked_records("item_id", flag_values.item_id,
+                           *client.similar_items(flag_values.item_id, k))
+  return client.metadata()
+
+
+def _ranked_records(query_name: str, queries: Sequence[str], item_ids: np.ndarray,
+                    scores: np.ndarray) -> list[dict[str, Any]]:
+  return [{query_name: query,
+           "items": [{"item_id": item_id, "score": _json_float(score)}
+                     for item_id, score in zip(row_item_ids, row_scores)]}
+          for query, row_item_ids, row_scores in zip(queries, item_ids, scores)]
+
+
+def _json_float(value: np.floating) -> float | None:
+  # The shortest decimal that round-trips the float32, so 3.9 prints as 3.9 and not
+  # 3.9000000953674316; non-finite scores (e.g. padding) become null to keep the JSON valid.
+  value = np.float32(value)
+  return float(str(value)) if np.isfinite(value) else None
+
+
+def _format_table(command: str, result: Any) -> str:
+  if command == "predict":
+    header = ("user_id", "item_id", "rating")
+    rows = [(r["user_id"], r["item_id"], _format_score(r["rating"])) for r in result]
+  elif command == "metadata":
+    header = ("signature", "kind", "name", "dtype", "shape")
+    rows = [(signature_name, kind, name, tensor["dtype"], _format_shape(tensor["shape"]))
+            for signature_name, signature in result["signatures"].items()
+            for kind in ("inputs", "outputs")
+            for name, tensor in signature[kind].items()]
+    title = f"model {result['model_name']} version {result['version']}"
+    return title + "\n" + _align([header] + rows)
+  else:
+    query_name = next(iter(result[0])) if result else "query"
+    header = (query_name, "rank", "item_id", "score")
+    rows = [(record[query_name], str(rank), item["item_id"], _format_score(item["score"]))
+            for record in result
+            for rank, item in enumerate(record["items"], start=1)]
+  return _align([header] + rows)
+
+
+def _format_score(score: float | None) -> str:
+  return "-" if score is None else f"{score:.4f}"
+
+
+def _format_shape(shape: list[int | None] | None) -> str:
+  if shape is None:
+    return "unknown"
+  return "[" + ", ".join("?" if dim is None else str(dim) for dim in shape) + "]"
+
+
+def _align(rows: Sequence[Sequence[str]]) -> str:
+  widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+  return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                   for row in rows)
+
+
+def main(argv: Sequence[str]) -> int:
+  """absl entry point: run the command given on the command line."""
+  return run_command(argv, flags.FLAGS)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

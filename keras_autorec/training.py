@@ -1,0 +1,241 @@
+"""Training: build, fit with resumable early stopping on validation RMSE, and evaluate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_autorec import distribution
+from keras_autorec.data import input as data_input
+from keras_autorec.data.layout import RowLayout, build_layout
+from keras_autorec.data.splits import RatingsSplit
+from keras_autorec.evaluation import evaluate_ratings
+from keras_autorec.model import AutoRec, rating_metrics
+from keras_autorec.optimizers import make_optimizer
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The AutoRec architecture; see `keras_autorec.model.AutoRec` for each field."""
+
+  item_based: bool = True
+  hidden_units: tuple[int, ...] = (500,)
+  encoder_activation: str = "sigmoid"
+  decoder_activation: str = "identity"
+  l2_weight: float = 1e-3
+  input_dropout: float = 0.0
+  init_stddev: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How to fit a model.
+
+  Attributes:
+    optimizer: one of `keras_autorec.optimizers.OPTIMIZERS`.
+    learning_rate: the optimizer's step size.
+    epochs: the most epochs to run.
+    batch_size: rows per step.
+    patience: epochs without a better validation RMSE before stopping; the best weights are kept.
+    mixed_precision: 'off', 'float16' or 'bfloat16'.
+    strategy: a tf.distribute strategy name (see `keras_autorec.distribution`).
+    model_dir: where checkpoints and TensorBoard logs go; a run started again on the same
+      model_dir resumes after the last completed epoch. None trains without checkpoints.
+    seed: seeds weights, dropout and the shuffling of rows.
+    default_rating: prediction for users or items without training ratings.
+    verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+  """
+
+  optimizer: str = "adam"
+  learning_rate: float = 1e-3
+  epochs: int = 100
+  batch_size: int = 32
+  patience: int = 10
+  mixed_precision: str = "off"
+  strategy: str = "default"
+  model_dir: str | None = None
+  seed: int = 0
+  default_rating: float = 3.0
+  verbose: int = 1
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A fitted model with the layout it was trained on and its training record."""
+
+  model: AutoRec
+  layout: RowLayout
+  history: dict[str, list[float]]
+  epochs_run: int
+  best_epoch: int
+  seconds: float
+
+
+def build_model(config: ModelConfig, layout: RowLayout) -> AutoRec:
+  """An AutoRec sized for `layout`, built so that its weights exist."""
+  model = AutoRec(num_inputs=layout.num_columns, item_based=config.item_based,
+                  hidden_units=config.hidden_units,
+                  encoder_activation=config.encoder_activation,
+                  decoder_activation=config.decoder_activation, l2_weight=config.l2_weight,
+                  input_dropout=config.input_dropout, rating_scale=layout.rating_scale,
+                  init_stddev=config.init_stddev)
+  model(tf.zeros((1, layout.num_columns)))
+  return model
+
+
+class ResumableEarlyStopping(keras.callbacks.Callback):
+  """Early stopping on validation RMSE whose state, like the weights, survives a crash.
+
+  After every epoch it writes a checkpoint of the model and optimizer, the best weights so far
+  and a small JSON state (epoch, best RMSE, history). `restore()` before `fit` picks all of that
+  up again, so a killed run resumes after its last completed epoch.
+  """
+
+  def __init__(self, model_dir: str | None, patience: int, monitor: str = "val_rmse"):
+    super().__init__()
+    self.model_dir = model_dir
+    self.patience = patience
+    self.monitor = monitor
+    self.best_value = np.inf
+    self.best_epoch = -1
+    self.best_weights = None
+    self.wait = 0
+    self.history: dict[str, list[float]] = {}
+    self.completed_epochs = 0
+    self._checkpoint_manager = None
+
+  def _paths(self):
+    return (os.path.join(self.model_dir, "training_state.json"),
+            os.path.join(self.model_dir, "best.weights.h5"))
+
+  def _manager(self, model) -> tf.train.CheckpointManager:
+    if self._checkpoint_manager is None:
+      checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+      self._checkpoint_manager = tf.train.CheckpointManager(
+          checkpoint, os.path.join(self.model_dir, "checkpoints"), max_to_keep=2)
+    return self._checkpoint_manager
+
+  def restore(self, model) -> int:
+    """Loads a previous run's state from model_dir into `model`; returns epochs already done."""
+    if self.model_dir is None:
+      return 0
+    state_path, best_path = self._paths()
+    if not os.path.exists(state_path):
+      return 0
+    with open(state_path) as f:
+      state = json.load(f)
+    model.optimizer.build(model.trainable_variables)
+    manager = self._manager(model)
+    checkpoint_path = state["checkpoint"]
+    manager.checkpoint.restore(checkpoint_path).assert_existing_objects_matched()
+    self.best_value = state["best_value"]
+    self.best_epoch = state["best_epoch"]
+    self.wait = state["wait"]
+    self.history = state["history"]
+    self.completed_epochs = state["epoch"]
+    if os.path.exists(best_path):
+      current = model.get_weights()
+      model.load_weights(best_path)
+      self.best_weights = model.get_weights()
+      model.set_weights(current)
+    logging.info("Resuming from %s after epoch %d (best %s %.4f at epoch %d)", self.model_dir,
+                 self.completed_epochs, self.monitor, self.best_value, self.best_epoch + 1)
+    return self.completed_epochs
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs = logs or {}
+    for key, value in logs.items():
+      self.history.setdefault(key, []).append(float(value))
+    self.completed_epochs = epoch + 1
+    value = logs.get(self.monitor)
+    if value is not None:
+      if value < self.best_value:
+        self.best_value, self.best_epoch, self.wait = float(value), epoch, 0
+        self.best_weights = self.model.get_weights()
+        if self.model_dir is not None:
+          self._write_best_weights()
+      else:
+        self.wait += 1
+        if self.wait >= self.patience:
+          self.model.stop_training = True
+    if self.model_dir is not None:
+      self._write_state()
+
+  def on_train_end(self, logs=None):
+    if self.best_weights is not None:
+      self.model.set_weights(self.best_weights)
+
+  def _write_best_weights(self):
+    _, best_path = self._paths()
+    partial = best_path.replace(".weights.h5", ".partial.weights.h5")
+    self.model.save_weights(partial)
+    os.replace(partial, best_path)
+
+  def _write_state(self):
+    checkpoint_path = self._manager(self.model).save(checkpoint_number=self.completed_epochs)
+    state_path, _ = self._paths()
+    state = {"epoch": self.completed_epochs, "checkpoint": checkpoint_path,
+             "best_value": self.best_value, "best_epoch": self.best_epoch, "wait": self.wait,
+             "history": self.history}
+    with open(state_path + ".partial", "w") as f:
+      json.dump(state, f)
+    # The state names a checkpoint that is complete on disk, so a crash at any point leaves
+    # either the previous or the new state, never a state pointing at a partial checkpoint.
+    os.replace(state_path + ".partial", state_path)
+
+
+def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfig,
+        strategy: tf.distribute.Strategy | None = None) -> TrainedModel:
+  """Trains AutoRec on `split.train`, early-stopping on `split.validation` RMSE."""
+  start = time.time()
+  keras.utils.set_random_seed(train_config.seed)
+  distribution.set_mixed_precision(train_config.mixed_precision)
+  strategy = strategy or distribution.make_strategy(train_config.strategy)
+  layout = build_layout(split.train, item_based=model_config.item_based)
+  with strategy.scope():
+    model = build_model(model_config, layout)
+    model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate),
+                  weighted_metrics=rating_metrics(layout.rating_scale))
+  validation_targets, _ = layout.targets(split.validation)
+  validation = (data_input.evaluation_dataset(layout.train, validation_targets,
+                                              train_config.batch_size)
+                if validation_targets.nnz else None)
+  early_stopping = ResumableEarlyStopping(train_config.model_dir, train_config.patience)
+  callbacks = [early_stopping]
+  if train_config.model_dir is not None:
+    os.makedirs(train_config.model_dir, exist_ok=True)
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(train_config.model_dir, "logs")))
+  with strategy.scope():
+    initial_epoch = early_stopping.restore(model)
+  finished = initial_epoch >= train_config.epochs or early_stopping.wait >= train_config.patience
+  if not finished:
+    model.fit(data_input.training_dataset(layout.train, train_config.batch_size,
+                                          seed=train_config.seed),
+              validation_data=validation, epochs=train_config.epochs,
+              initial_epoch=initial_epoch, callbacks=callbacks, verbose=train_config.verbose)
+  elif early_stopping.best_weights is not None:
+    model.set_weights(early_stopping.best_weights)
+  distribution.set_mixed_precision("off")
+  return TrainedModel(model=model, layout=layout, history=early_stopping.history,
+                      epochs_run=early_stopping.completed_epochs,
+                      best_epoch=early_stopping.best_epoch + 1, seconds=time.time() - start)
+
+
+def evaluate(trained: TrainedModel, split: RatingsSplit, default_rating: float = 3.0) -> dict:
+  """Validation and test RMSE/MAE of a trained model, with counts of default predictions."""
+  metrics = {}
+  for name, ratings in (("validation", split.validation), ("test", split.test)):
+    errors = evaluate_ratings(trained.model, trained.layout, ratings, default_rating)
+    metrics.update(errors.as_dict(name))
+    noise_floor = ratings.noise_floor_rmse()
+    if noise_floor is not None:
+      metrics[f"{name}_noise_floor_rmse"] = noise_floor
+  metrics.update(epochs_run=trained.epochs_run, best_epoch=trained.best_epoch,
+                 train_seconds=trained.seconds, train_ratings=split.train.num_ratings)
+  return metrics

@@ -1,0 +1,440 @@
+"""Tests of AutoRecClient and its command line against the in-process fake TF Serving."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+import subprocess
+import sys
+
+from absl import flags
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from keras_autorec.serving import client as client_lib
+import tf_serving_fake
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODEL_NAME = "autorec"
+SIGNATURE_NAMES = ("recommend", "recommend_for_ratings", "serving_default", "similar_items")
+
+# The stand-in model: ratings and item similarities are fixed tables, so every answer can be
+# recomputed with numpy below. Values are multiples of 1/8 so float32 arithmetic is exact.
+USER_IDS = ["196", "186", "22", "244"]
+ITEM_IDS = ["242", "302", "377", "51", "346", "474"]
+EXPORTED_K = 3
+RATING_MATRIX = np.array([
+    [5.0, 3.0, 1.0, 4.0, 2.0, 3.5],
+    [1.5, 4.5, 2.0, 3.0, 5.0, 2.5],
+    [4.0, 1.0, 3.5, 2.0, 4.5, 5.0],
+    [2.0, 5.0, 4.0, 1.0, 3.0, 4.5],
+], dtype=np.float32)
+SIMILARITY_MATRIX = np.array([
+    [0.0, 0.25, 0.5, 0.875, 0.125, 0.375],
+    [0.25, 0.0, 0.625, 0.125, 0.75, 0.5],
+    [0.5, 0.625, 0.0, 0.25, 0.375, 1.0],
+    [0.875, 0.125, 0.25, 0.0, 0.5, 0.625],
+    [0.125, 0.75, 0.375, 0.5, 0.0, 0.25],
+    [0.375, 0.5, 1.0, 0.625, 0.25, 0.0],
+], dtype=np.float32)
+
+
+class StandInAutoRec(tf.Module):
+  """A table-driven model exposing exactly the serving signatures of the AutoRec contract."""
+
+  def __init__(self, rating_matrix: np.ndarray):
+    super().__init__()
+    self.rating_matrix = tf.constant(rating_matrix)
+    self.similarity_matrix = tf.constant(SIMILARITY_MATRIX)
+    self.item_ids = tf.constant(ITEM_IDS)
+    self.user_table = self._index_table(USER_IDS)
+    self.item_table = self._index_table(ITEM_IDS)
+
+  @staticmethod
+  def _index_table(ids: list[str]) -> tf.lookup.StaticHashTable:
+    initializer = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(ids), tf.range(len(ids), dtype=tf.int64))
+    return tf.lookup.StaticHashTable(initializer, default_value=-1)
+
+  def _top_k(self, scores: tf.Tensor) -> dict[str, tf.Tensor]:
+    top = tf.math.top_k(scores, k=EXPORTED_K)
+    return {"item_ids": tf.gather(self.item_ids, top.indices), "scores": top.values}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                tf.TensorSpec([None], tf.string, name="item_id")])
+  def predict(self, user_id, item_id):
+    indices = tf.stack([self.user_table.lookup(user_id), self.item_table.lookup(item_id)], axis=1)
+    return {"rating": tf.gather_nd(self.rating_matrix, indices)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+  def recommend(self, user_id):
+    return self._top_k(tf.gather(self.rating_matrix, self.user_table.lookup(user_id)))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids"),
+                                tf.TensorSpec([None, None], tf.float32, name="ratings")])
+  def recommend_for_ratings(self, item_ids, ratings):
+    indices = self.item_table.lookup(item_ids)
+    # Padding ("") and unknown items look up to -1 and must contribute nothing.
+    weights = ratings * tf.cast(indices >= 0, tf.float32)
+    rows = tf.gather(self.similarity_matrix, tf.maximum(indices, 0))
+    return self._top_k(tf.reduce_sum(rows * weights[..., tf.newaxis], axis=1))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+  def similar_items(self, item_id):
+    return self._top_k(tf.gather(self.similarity_matrix, self.item_table.lookup(item_id)))
+
+
+def export_stand_in_model(export_dir: pathlib.Path, rating_matrix: np.ndarray = RATING_MATRIX):
+  """Save the stand-in model as a SavedModel with the contract's signatures."""
+  module = StandInAutoRec(rating_matrix)
+  tf.saved_model.save(module, str(export_dir), signatures={
+      "serving_default": module.predict,
+      "recommend": module.recommend,
+      "recommend_for_ratings": module.recommend_for_ratings,
+      "similar_items": module.similar_items,
+  })
+
+
+def expected_top_k(scores: np.ndarray, k: int = EXPORTED_K) -> tuple[np.ndarray, np.ndarray]:
+  """numpy top-k with tf.math.top_k's tie rule (lower index first)."""
+  order = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+  return np.asarray(ITEM_IDS, dtype=object)[order], np.take_along_axis(scores, order, axis=-1)
+
+
+# Replace these two fixtures to run the tests against another export, e.g. the real exporter's.
+@pytest.fixture(scope="session")
+def model_base_path(tmp_path_factory) -> pathlib.Path:
+  base_path = tmp_path_factory.mktemp("saved_models") / MODEL_NAME
+  export_stand_in_model(base_path / "1")
+  return base_path
+
+
+@pytest.fixture(scope="session")
+def server(model_base_path):
+  with tf_serving_fake.FakeTFServing(model_base_path, MODEL_NAME) as fake_server:
+    yield fake_server
+
+
+@pytest.fixture(scope="session")
+def versioned_base_path(tmp_path_factory) -> pathlib.Path:
+  """Versions 9 and 10 (numerically, not lexically, the latest) plus a non-version directory."""
+  base_path = tmp_path_factory.mktemp("versioned") / MODEL_NAME
+  export_stand_in_model(base_path / "9")
+  export_stand_in_model(base_path / "10", rating_matrix=6.0 - RATING_MATRIX)
+  (base_path / "11.tmp").mkdir()
+  return base_path
+
+
+@pytest.fixture
+def client(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME) as autorec_client:
+    yield autorec_client
+
+
+def unused_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def test_predict_returns_the_rating_of_each_pair(client):
+  ratings = client.predict(["196", "244", "22"], ["242", "302", "474"])
+  assert ratings.dtype == np.float32
+  np.testing.assert_array_equal(ratings, [5.0, 5.0, 5.0])
+  np.testing.assert_array_equal(client.predict([196, "186"], [377, b"346"]), [1.0, 5.0])
+
+
+def test_predict_rejects_mismatched_lengths_and_single_ids(client):
+  with pytest.raises(ValueError, match="same length"):
+    client.predict(["196", "186"], ["242"])
+  with pytest.raises(TypeError, match="single id"):
+    client.predict("196", ["242"])
+
+
+def test_recommend_returns_top_k_of_each_user(client):
+  item_ids, scores = client.recommend(USER_IDS)
+  expected_item_ids, expected_scores = expected_top_k(RATING_MATRIX)
+  assert item_ids.shape == scores.shape == (4, EXPORTED_K)
+  assert item_ids.tolist() == expected_item_ids.tolist()
+  assert item_ids[0].tolist() == ["242", "51", "474"]
+  np.testing.assert_array_equal(scores, expected_scores)
+  assert scores.dtype == np.float32
+
+
+def test_recommend_trims_k_client_side(client):
+  item_ids, scores = client.recommend(["196", "22"], k=2)
+  assert item_ids.tolist() == [["242", "51"], ["474", "346"]]
+  np.testing.assert_array_equal(scores, [[5.0, 4.0], [5.0, 4.5]])
+
+
+def test_k_above_exported_k_names_the_exported_k(client):
+  with pytest.raises(ValueError, match=f"k=4 exceeds K={EXPORTED_K}"):
+    client.recommend(["196"], k=4)
+  with pytest.raises(ValueError, match=f"K={EXPORTED_K}"):
+    client.similar_items(["242"], k=10)
+  with pytest.raises(ValueError, match="positive"):
+    client.recommend(["196"], k=0)
+
+
+def test_recommend_for_ratings_pads_ragged_users(client):
+  rated_item_ids = [["242", "302"], ["377"], ["51", "346", "474"]]
+  ratings = [[5.0, 3.0], [4.0], [1.0, 2.0, 0.5]]
+  item_ids, scores = client.recommend_for_ratings(rated_item_ids, ratings, k=2)
+
+  expected_scores = np.zeros((3, len(ITEM_IDS)), dtype=np.float32)
+  for user, (ids, values) in enumerate(zip(rated_item_ids, ratings)):
+    for item_id, rating in zip(ids, values):
+      expected_scores[user] += rating * SIMILARITY_MATRIX[ITEM_IDS.index(item_id)]
+  expected_item_ids, expected_top_scores = expected_top_k(expected_scores, k=2)
+  assert item_ids.tolist() == expected_item_ids.tolist()
+  np.testing.assert_array_equal(scores, expected_top_scores)
+  # A single rating folds in to exactly that item's similarity row times the rating.
+  assert item_ids[1].tolist() == ["474", "302"]
+  np.testing.assert_array_equal(scores[1], [4.0, 2.5])
+
+
+def test_recommend_for_ratings_accepts_already_padded_users(client):
+  item_ids, scores = client.recommend_for_ratings(
+      np.array([["377", ""], ["242", "302"]]), np.array([[4.0, 0.0], [5.0, 3.0]]), k=1)
+  assert item_ids.tolist() == [["474"], ["51"]]
+  np.testing.assert_array_equal(scores, [[4.0], [4.75]])
+
+
+def test_recommend_for_ratings_validates_users(client):
+  with pytest.raises(ValueError, match="user 0 has 2 item ids but 1 ratings"):
+    client.recommend_for_ratings([["242", "302"]], [[5.0]])
+  with pytest.raises(ValueError, match="one list per user"):
+    client.recommend_for_ratings([["242"], ["302"]], [[5.0]])
+
+
+def test_similar_items(client):
+  item_ids, scores = client.similar_items(["242", "474"])
+  expected_item_ids, expected_scores = expected_top_k(SIMILARITY_MATRIX[[0, 5]])
+  assert item_ids.tolist() == expected_item_ids.tolist()
+  assert item_ids[0].tolist() == ["51", "377", "474"]
+  np.testing.assert_array_equal(scores, expected_scores)
+  item_ids, scores = client.similar_items(["242"], k=1)
+  assert item_ids.tolist() == [["51"]] and scores.tolist() == [[0.875]]
+
+
+def test_metadata_lists_the_signatures(client):
+  metadata = client.metadata()
+  assert metadata["model_name"] == MODEL_NAME
+  assert metadata["version"] == 1
+  signatures = metadata["signatures"]
+  assert sorted(signatures) == sorted(SIGNATURE_NAMES)
+  assert sorted(signatures["serving_default"]["inputs"]) == ["item_id", "user_id"]
+  assert sorted(signatures["recommend"]["inputs"]) == ["user_id"]
+  assert sorted(signatures["recommend_for_ratings"]["inputs"]) == ["item_ids", "ratings"]
+  assert sorted(signatures["similar_items"]["inputs"]) == ["item_id"]
+  assert signatures["serving_default"]["outputs"] == {"rating": {"dtype": "float32",
+                                                                 "shape": [None]}}
+  assert signatures["recommend_for_ratings"]["inputs"]["ratings"] == {"dtype": "float32",
+                                                                      "shape": [None, None]}
+  for name in ("recommend", "recommend_for_ratings", "similar_items"):
+    assert signatures[name]["outputs"]["item_ids"] == {"dtype": "string",
+                                                       "shape": [None, EXPORTED_K]}
+    assert signatures[name]["outputs"]["scores"]["dtype"] == "float32"
+  assert {signature["method_name"] for signature in signatures.values()} == {
+      "tensorflow/serving/predict"}
+
+
+def test_response_model_spec_names_the_served_servable(server):
+  with grpc.insecure_channel(server.target) as channel:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.signature_name = "recommend"
+    request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(["196"]))
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request)
+  assert response.model_spec.name == MODEL_NAME
+  assert response.model_spec.version.value == 1
+  assert response.model_spec.signature_name == "recommend"
+
+
+def test_fake_server_rejects_wrong_input_dtype_like_tf_serving(server):
+  with grpc.insecure_channel(server.target) as channel:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.signature_name = "similar_items"
+    request.inputs["item_id"].CopyFrom(tf.make_tensor_proto([242.0], dtype=tf.float32))
+    with pytest.raises(grpc.RpcError) as raised:
+      prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request)
+  assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert raised.value.details() == "Expects arg[0] to be string but float is provided"
+
+
+def test_wrong_model_name_is_model_not_found(server):
+  with client_lib.AutoRecClient(server.target, "no_such_model") as autorec_client:
+    with pytest.raises(client_lib.ModelNotFoundError, match="'no_such_model' version latest"):
+      autorec_client.predict(["196"], ["242"])
+
+
+def test_missing_version_is_model_not_found(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, version=7) as autorec_client:
+    with pytest.raises(client_lib.ModelNotFoundError, match="'autorec' version 7") as raised:
+      autorec_client.metadata()
+  assert raised.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_unknown_signature_is_invalid_request(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME,
+                                recommend_signature="no_such_signature") as autorec_client:
+    with pytest.raises(client_lib.InvalidRequestError, match="no_such_signature.*not found"):
+      autorec_client.recommend(["196"])
+
+
+def test_inputs_not_matching_the_signature_are_invalid_request(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME,
+                                predict_signature="recommend") as autorec_client:
+    with pytest.raises(client_lib.InvalidRequestError, match=r"Sent extra: \{item_id\}"):
+      autorec_client.predict(["196"], ["242"])
+
+
+def test_no_server_is_server_unavailable():
+  target = f"127.0.0.1:{unused_port()}"
+  with client_lib.AutoRecClient(target, timeout_seconds=5.0) as autorec_client:
+    with pytest.raises(client_lib.ServerUnavailableError, match=target):
+      autorec_client.predict(["196"], ["242"])
+
+
+def test_slow_server_is_deadline_exceeded(model_base_path):
+  with tf_serving_fake.FakeTFServing(model_base_path, MODEL_NAME,
+                                     delay_seconds=1.0) as slow_server:
+    with client_lib.AutoRecClient(slow_server.target, MODEL_NAME,
+                                  timeout_seconds=0.1) as autorec_client:
+      with pytest.raises(client_lib.DeadlineExceededError, match="timeout_seconds=0.1"):
+        autorec_client.predict(["196"], ["242"])
+
+
+def test_highest_version_is_served_by_default_and_explicit_versions_honoured(versioned_base_path):
+  with tf_serving_fake.FakeTFServing(versioned_base_path, MODEL_NAME,
+                                     version_policy="all") as all_versions:
+    assert all_versions.served_versions == [9, 10]
+    with client_lib.AutoRecClient(all_versions.target, MODEL_NAME) as latest:
+      assert latest.metadata()["version"] == 10
+      np.testing.assert_array_equal(latest.predict(["196"], ["242"]), [1.0])
+    with client_lib.AutoRecClient(all_versions.target, MODEL_NAME, version=9) as pinned:
+      assert pinned.metadata()["version"] == 9
+      np.testing.assert_array_equal(pinned.predict(["196"], ["242"]), [5.0])
+
+
+def test_latest_policy_serves_only_the_highest_version(versioned_base_path):
+  with tf_serving_fake.FakeTFServing(versioned_base_path, MODEL_NAME) as latest_only:
+    assert latest_only.served_versions == [10]
+    with client_lib.AutoRecClient(latest_only.target, MODEL_NAME, version=9) as pinned:
+      with pytest.raises(client_lib.ModelNotFoundError, match="version 9"):
+        pinned.predict(["196"], ["242"])
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+  """Run the command line in-process with its own flags; return (exit code, stdout, stderr)."""
+  flag_values = flags.FlagValues()
+  client_lib.define_flags(flag_values)
+  argv = flag_values(["client", *args])
+  exit_code = client_lib.run_command(argv, flag_values)
+  captured = capsys.readouterr()
+  return exit_code, captured.out, captured.err
+
+
+def test_cli_predict_table(server, capsys):
+  exit_code, out, _ = run_cli(capsys, f"--server={server.target}", "predict",
+                              "--user_id=196,186", "--item_id=242,302")
+  assert exit_code == 0
+  assert out.splitlines() == [
+      "user_id  item_id  rating",
+      "196      242      5.0000",
+      "186      302      4.5000",
+  ]
+
+
+def test_cli_recommend_table_and_json(server, capsys):
+  exit_code, out, _ = run_cli(capsys, f"--server={server.target}", "recommend",
+                              "--user_id=196", "--k=2")
+  assert exit_code == 0
+  assert out.splitlines() == [
+      "user_id  rank  item_id  score",
+      "196      1     242      5.0000",
+      "196      2     51       4.0000",
+  ]
+  exit_code, out, _ = run_cli(capsys, f"--server={server.target}", "--json", "recommend",
+                              "--user_id=196,22", "--k=1")
+  assert exit_code == 0
+  assert json.loads(out) == [
+      {"user_id": "196", "items": [{"item_id": "242", "score": 5.0}]},
+      {"user_id": "22", "items": [{"item_id": "474", "score": 5.0}]},
+  ]
+
+
+def test_cli_recommend_for_ratings_and_similar_items(server, capsys):
+  exit_code, out, _ = run_cli(capsys, f"--server={server.target}", "--json",
+                              "recommend_for_ratings", "--ratings=377:4")
+  assert exit_code == 0
+  assert json.loads(out) == [{"ratings": "377:4", "items": [
+      {"item_id": "474", "score": 4.0}, {"item_id": "302", "score": 2.5},
+      {"item_id": "242", "score": 2.0}]}]
+  exit_code, out, _ = run_cli(capsys, f"--server={server.target}", "similar_items",
+                              "--item_id=242", "--k=2")
+  assert exit_code == 0
+  assert out.splitlines() == [
+      "item_id  rank  item_id  score",
+      "242      1     51       0.8750",
+      "242      2     377      0.5000",
+  ]
+
+
+def test_cli_metadata(server, capsys):
+  exit_code, out, _ = run_cli(capsys, f"--server={server.target}", "metadata")
+  assert exit_code == 0
+  lines = out.splitlines()
+  assert lines[0] == "model autorec version 1"
+  assert lines[1].split() == ["signature", "kind", "name", "dtype", "shape"]
+  assert "serving_default        inputs   user_id   string   [?]" in lines
+  exit_code, out, _ = run_cli(capsys, f"--server={server.target}", "--json", "metadata")
+  assert sorted(json.loads(out)["signatures"]) == sorted(SIGNATURE_NAMES)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "expected exactly one command"),
+    (("recommend",), "recommend needs --user_id"),
+    (("predict", "--user_id=196", "--item_id=242", "--k=3"), "predict does not take --k"),
+    (("recommend_for_ratings", "--ratings=242"), "item_id:rating"),
+])
+def test_cli_usage_errors(server, capsys, args, message):
+  exit_code, out, err = run_cli(capsys, f"--server={server.target}", *args)
+  assert exit_code == 2
+  assert out == ""
+  assert message in err and len(err.splitlines()) == 1
+
+
+def test_cli_serving_error_is_one_line(server, capsys):
+  exit_code, out, err = run_cli(capsys, f"--server={server.target}", "--model_version=5",
+                                "metadata")
+  assert exit_code == 1
+  assert out == ""
+  assert err.startswith("error: model 'autorec' version 5 is not served")
+  assert len(err.splitlines()) == 1
+
+
+def test_cli_entry_point(server):
+  """`python -m keras_autorec.serving.client` end to end: JSON on success, no traceback on error."""
+  command = [sys.executable, "-m", "keras_autorec.serving.client", f"--server={server.target}"]
+  # Both processes spend seconds importing TensorFlow, so they run concurrently.
+  success, failure = [
+      subprocess.Popen(command + args, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+      for args in (["--json", "predict", "--user_id=22", "--item_id=474"],
+                   ["--model_name=nope", "similar_items", "--item_id=242"])]
+  success_out, success_err = success.communicate(timeout=60)
+  failure_out, failure_err = failure.communicate(timeout=60)
+
+  assert success.returncode == 0, success_err
+  assert json.loads(success_out) == [{"user_id": "22", "item_id": "474", "rating": 5.0}]
+  assert failure.returncode == 1
+  assert failure_out == ""
+  assert "error: model 'nope' version latest is not served" in failure_err
+  assert "Traceback" not in failure_err
