@@ -28,7 +28,7 @@ class ModelConfig:
   hidden_units: tuple[int, ...] = (500,)
   encoder_activation: str = "sigmoid"
   decoder_activation: str = "identity"
-  l2_weight: float = 1e-3
+  l2_weight: float = 1.2e-3
   input_dropout: float = 0.0
   init_stddev: float | None = None
 
@@ -39,9 +39,9 @@ class TrainConfig:
 
   Attributes:
     optimizer: one of `keras_autorec.optimizers.OPTIMIZERS`.
-    learning_rate: the optimizer's step size.
-    epochs: the most epochs to run.
-    batch_size: rows per step.
+    learning_rate: the optimizer's step size (Rprop: the initial per-weight step).
+    epochs: the most epochs to run; with full batches an epoch is one step.
+    batch_size: rows per step; 0 means every row in one step (full batch, the paper's setting).
     patience: epochs without a better validation RMSE before stopping; the best weights are kept.
     mixed_precision: 'off', 'float16' or 'bfloat16'.
     strategy: a tf.distribute strategy name (see `keras_autorec.distribution`).
@@ -52,11 +52,11 @@ class TrainConfig:
     verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
   """
 
-  optimizer: str = "adam"
-  learning_rate: float = 1e-3
-  epochs: int = 100
-  batch_size: int = 32
-  patience: int = 10
+  optimizer: str = "rprop"
+  learning_rate: float = 0.01
+  epochs: int = 500
+  batch_size: int = 0
+  patience: int = 30
   mixed_precision: str = "off"
   strategy: str = "default"
   model_dir: str | None = None
@@ -202,9 +202,9 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
     model = build_model(model_config, layout)
     model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate),
                   weighted_metrics=rating_metrics(layout.rating_scale))
+  batch_size = train_config.batch_size or layout.num_rows
   validation_targets, _ = layout.targets(split.validation)
-  validation = (data_input.evaluation_dataset(layout.train, validation_targets,
-                                              train_config.batch_size)
+  validation = (data_input.evaluation_dataset(layout.train, validation_targets, batch_size)
                 if validation_targets.nnz else None)
   early_stopping = ResumableEarlyStopping(train_config.model_dir, train_config.patience)
   callbacks = [early_stopping]
@@ -215,8 +215,7 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
     initial_epoch = early_stopping.restore(model)
   finished = initial_epoch >= train_config.epochs or early_stopping.wait >= train_config.patience
   if not finished:
-    model.fit(data_input.training_dataset(layout.train, train_config.batch_size,
-                                          seed=train_config.seed),
+    model.fit(data_input.training_dataset(layout.train, batch_size, seed=train_config.seed),
               validation_data=validation, epochs=train_config.epochs,
               initial_epoch=initial_epoch, callbacks=callbacks, verbose=train_config.verbose)
   elif early_stopping.best_weights is not None:

@@ -1,0 +1,42 @@
+"""Packaging for keras-autorec."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = re.search(r'__version__ = "([^"]+)"',
+                    Path("keras_autorec/__init__.py").read_text()).group(1)
+
+setup(
+    name="keras-autorec",
+    version=version,
+    description="AutoRec (Sedhain et al., WWW 2015) for TensorFlow/Keras, ready for TF Serving",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["keras_autorec", "keras_autorec.*", "pipelines",
+                                    "pipelines.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "tensorflow-datasets>=4.9.10,<5",
+        # The TFDS movielens builder imports it without declaring it.
+        "importlib_resources",
+        "numpy>=1.26",
+        "absl-py>=2.1",
+    ],
+    extras_require={
+        "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60"],
+        "plots": ["matplotlib>=3.8"],
+        "test": ["pytest>=8", "tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60",
+                 "matplotlib>=3.8", "psutil>=5.9"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
