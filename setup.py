@@ -26,6 +26,8 @@ setup(
         "importlib_resources",
         "numpy>=1.26",
         "absl-py>=2.1",
+        # Keras' TensorBoard callback writes the logs in --model_dir.
+        "tensorboard>=2.21,<2.22",
     ],
     extras_require={
         "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60"],

@@ -87,7 +87,7 @@ def check_rating_scale(rating: np.ndarray, rating_scale: tuple[float, float], so
     where = f"{source}:{int(line_numbers[first])}" if line_numbers is not None else (
         f"{source} (rating #{first})")
     raise RatingsError(
-        f"{where}: rating {rating[first]!r} is outside the rating scale [{low}, {high}] "
+        f"{where}: rating {float(rating[first])} is outside the rating scale [{low}, {high}] "
         f"({int(bad.sum())} such ratings in all); set the rating scale if the data uses another")
 
 

@@ -1,0 +1,1 @@
+"""A TFX-shaped AutoRec pipeline: small components, content fingerprints, cached local runs."""

@@ -1,0 +1,565 @@
+"""The pipeline's components: each reads input artifacts, writes its outputs into a directory.
+
+ExampleGen -> StatisticsGen -> ExampleValidator (schema and anomalies) -> Transform -> Trainer
+-> Evaluator (with the pushed baseline) -> Pusher, as in TFX. Each component is a function of
+typed inputs, a dataclass config and an output directory; `pipelines.pipeline` runs and caches
+them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # Components run headless; no display is ever needed.
+import matplotlib.pyplot as plt  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_autorec import evaluate, evaluation, export, training  # noqa: E402
+from keras_autorec import train as train_cli  # noqa: E402
+from keras_autorec.data import input as data_input  # noqa: E402
+from keras_autorec.data import sources  # noqa: E402
+from keras_autorec.data.layout import RowLayout, build_layout  # noqa: E402
+from keras_autorec.data.ratings import Ratings  # noqa: E402
+from keras_autorec.data.splits import RatingsSplit, SplitConfig  # noqa: E402
+from pipelines import artifacts  # noqa: E402
+from pipelines.artifacts import Artifact  # noqa: E402
+
+MODEL_FILE = "model.keras"
+BLESSED_FILE = "BLESSED"
+NOT_BLESSED_FILE = "NOT_BLESSED"
+_QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+_MAX_HISTOGRAM_VALUES = 20  # More distinct ratings than this are binned, not counted per value.
+
+
+class AnomaliesError(ValueError):
+  """The data failed validation; the message lists every anomaly found."""
+
+
+# ExampleGen ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleGenConfig:
+  """Which ratings to load (`DataConfig`) and how to split them (`SplitConfig`)."""
+
+  data: sources.DataConfig = sources.DataConfig()
+  split: SplitConfig = SplitConfig()
+  train_file: str | None = None  # split.protocol "files"
+  test_file: str | None = None
+
+
+def example_gen_input_paths(config: ExampleGenConfig) -> list[str]:
+  """The files ExampleGen reads, whose size and mtime decide whether its cache is still valid."""
+  data = config.data
+  paths = [data.data_dir, data.ratings_file if data.dataset == "csv" else None]
+  if config.split.protocol == "files":
+    paths += [config.train_file, config.test_file]
+  return [path for path in paths if path]
+
+
+def example_gen(config: ExampleGenConfig, output_dir: str) -> dict[str, Artifact]:
+  """Loads and splits the ratings; writes the splits as .npz with their content fingerprint."""
+  split = next(train_cli.make_splits(config.data, config.split, 1, config.train_file,
+                                     config.test_file))
+  uri = _subdirectory(output_dir, "examples")
+  fingerprint = artifacts.write_split(split, uri)
+  logging.info("ExampleGen: %s; %d train / %d validation / %d test ratings", split.description,
+               split.train.num_ratings, split.validation.num_ratings, split.test.num_ratings)
+  return {"examples": Artifact("Examples", uri, fingerprint, {
+      "description": split.description,
+      **{f"{name}_ratings": getattr(split, name).num_ratings for name in artifacts.SPLIT_NAMES},
+      "split_fingerprints": artifacts.split_fingerprints(uri)})}
+
+
+# StatisticsGen ------------------------------------------------------------------------------
+
+
+def _count_quantiles(counts: np.ndarray) -> dict[str, float]:
+  if counts.size == 0:
+    return {}
+  return {f"q{int(q * 100)}": float(np.quantile(counts, q)) for q in _QUANTILES}
+
+
+def _rating_histogram(rating: np.ndarray, rating_scale: tuple[float, float]) -> dict[str, int]:
+  values, counts = np.unique(rating, return_counts=True)
+  if values.size <= _MAX_HISTOGRAM_VALUES:
+    return {f"{value:g}": int(count) for value, count in zip(values, counts)}
+  counts, edges = np.histogram(rating, bins=10, range=rating_scale)
+  return {f"[{low:g}, {high:g})": int(count) for low, high, count in zip(edges, edges[1:], counts)}
+
+
+def split_statistics(split: RatingsSplit) -> dict:
+  """Counts, density, rating histograms, count quantiles and unseen ids of a split."""
+  train = split.train
+  user_counts = np.bincount(train.user_index, minlength=train.num_users)
+  item_counts = np.bincount(train.item_index, minlength=train.num_items)
+  seen_users, seen_items = user_counts > 0, item_counts > 0
+  stats = {"vocabulary": {"users": train.num_users, "items": train.num_items},
+           "rating_scale": list(train.rating_scale)}
+  for name in artifacts.SPLIT_NAMES:
+    ratings: Ratings = getattr(split, name)
+    users, items = np.unique(ratings.user_index), np.unique(ratings.item_index)
+    entry = {"ratings": ratings.num_ratings, "users": int(users.size), "items": int(items.size),
+             "density": (ratings.num_ratings / (users.size * items.size)
+                         if ratings.num_ratings else 0.0),
+             "rating_mean": float(ratings.rating.mean()) if ratings.num_ratings else math.nan,
+             "rating_histogram": _rating_histogram(ratings.rating, ratings.rating_scale)}
+    if name != "train":
+      unseen_user = ~seen_users[ratings.user_index]
+      unseen_item = ~seen_items[ratings.item_index]
+      entry.update(
+          unseen_users=int(np.unique(ratings.user_index[unseen_user]).size),
+          unseen_items=int(np.unique(ratings.item_index[unseen_item]).size),
+          ratings_with_unseen_user_or_item=int(np.sum(unseen_user | unseen_item)))
+    stats[name] = entry
+  stats["train"]["ratings_per_user"] = _count_quantiles(user_counts[seen_users])
+  stats["train"]["ratings_per_item"] = _count_quantiles(item_counts[seen_items])
+  return stats
+
+
+def _plot_histograms(stats: dict, path: str) -> None:
+  figure, axis = plt.subplots(figsize=(6, 3.5))
+  labels = list(stats["train"]["rating_histogram"])
+  width = 0.8 / len(artifacts.SPLIT_NAMES)
+  for offset, name in enumerate(artifacts.SPLIT_NAMES):
+    histogram = stats[name]["rating_histogram"]
+    axis.bar(np.arange(len(labels)) + offset * width, [histogram.get(label, 0) for label in labels],
+             width=width, label=f"{name} ({stats[name]['ratings']})")
+  axis.set_xticks(np.arange(len(labels)) + width, labels, rotation=30 if len(labels) > 10 else 0)
+  axis.set_xlabel("rating")
+  axis.set_ylabel("ratings")
+  axis.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=80)
+  plt.close(figure)
+
+
+def statistics_gen(examples: Artifact, output_dir: str) -> dict[str, Artifact]:
+  """Writes the split's statistics as statistics.json and a rating histogram PNG."""
+  stats = split_statistics(artifacts.read_split(examples.uri))
+  uri = _subdirectory(output_dir, "statistics")
+  artifacts.write_json(os.path.join(uri, "statistics.json"), stats)
+  _plot_histograms(stats, os.path.join(uri, "rating_histogram.png"))
+  train = stats["train"]
+  logging.info("StatisticsGen: %d users, %d items, %d train ratings, density %.4f",
+               train["users"], train["items"], train["ratings"], train["density"])
+  return {"statistics": Artifact("ExampleStatistics", uri, artifacts.fingerprint_json(stats))}
+
+
+# SchemaGen + ExampleValidator ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidatorConfig:
+  """Anomaly thresholds.
+
+  Attributes:
+    item_based: whether training rows are items (I-AutoRec) or users; empty rows are counted
+      for that side.
+    max_empty_row_fraction: largest share of the rows' vocabulary (items if item_based) allowed to
+      have no training rating; such rows are only ever predicted as the default rating.
+    max_shared_pairs: how many (user, item) pairs may appear in both train and a held-out split.
+  """
+
+  item_based: bool = True
+  max_empty_row_fraction: float = 0.1
+  max_shared_pairs: int = 0
+
+
+def _pair_keys(ratings: Ratings) -> np.ndarray:
+  return ratings.user_index.astype(np.int64) * max(ratings.num_items, 1) + ratings.item_index
+
+
+def find_anomalies(split: RatingsSplit, config: ValidatorConfig) -> list[str]:
+  """Every violation of the schema (rating scale, unique pairs, empty training rows)."""
+  anomalies = []
+  low, high = split.train.rating_scale
+  train_pairs = _pair_keys(split.train)
+  for name in artifacts.SPLIT_NAMES:
+    ratings: Ratings = getattr(split, name)
+    outside = ~np.isfinite(ratings.rating) | (ratings.rating < low) | (ratings.rating > high)
+    if outside.any():
+      anomalies.append(f"{name}: {int(outside.sum())} ratings outside the scale [{low:g}, "
+                       f"{high:g}], e.g. {ratings.rating[outside][0]!r}")
+    pairs = _pair_keys(ratings)
+    duplicates = pairs.size - np.unique(pairs).size
+    if duplicates:
+      anomalies.append(f"{name}: {duplicates} repeated (user, item) pairs")
+    if name != "train":
+      shared = np.intersect1d(train_pairs, pairs).size
+      if shared > config.max_shared_pairs:
+        anomalies.append(f"{name}: {shared} (user, item) pairs are also in train (allowed: "
+                         f"{config.max_shared_pairs}); held-out ratings would leak into training")
+  row_index = split.train.item_index if config.item_based else split.train.user_index
+  num_rows = split.train.num_items if config.item_based else split.train.num_users
+  empty = num_rows - np.unique(row_index).size
+  if num_rows and empty / num_rows > config.max_empty_row_fraction:
+    side = "items" if config.item_based else "users"
+    anomalies.append(f"train: {empty} of {num_rows} {side} ({empty / num_rows:.1%}) have no "
+                     f"training rating (allowed: {config.max_empty_row_fraction:.1%})")
+  return anomalies
+
+
+def example_validator(examples: Artifact, statistics: Artifact, config: ValidatorConfig,
+                      output_dir: str) -> dict[str, Artifact]:
+  """Writes the schema and the anomalies found; raises AnomaliesError if there are any."""
+  split = artifacts.read_split(examples.uri)
+  stats = artifacts.read_json(os.path.join(statistics.uri, "statistics.json"))
+  schema = {"rating_scale": list(split.train.rating_scale), "item_based": config.item_based,
+            "num_users": split.train.num_users, "num_items": split.train.num_items,
+            "features": {"user_id": "string", "item_id": "string", "rating": "float32",
+                         "timestamp": "int64"},
+            "thresholds": dataclasses.asdict(config)}
+  anomalies = find_anomalies(split, config)
+  uri = _subdirectory(output_dir, "schema")
+  artifacts.write_json(os.path.join(uri, "schema.json"), schema)
+  artifacts.write_json(os.path.join(uri, "anomalies.json"), anomalies)
+  if anomalies:
+    raise AnomaliesError("the data has anomalies, so the run stops:\n  - " +
+                         "\n  - ".join(anomalies))
+  logging.info("ExampleValidator: no anomalies (%d training ratings, %d unseen test users)",
+               stats["train"]["ratings"], stats["test"]["unseen_users"])
+  return {"schema": Artifact("Schema", uri, artifacts.fingerprint_json(schema))}
+
+
+# Transform ----------------------------------------------------------------------------------
+
+
+def transform(examples: Artifact, schema: Artifact, output_dir: str) -> dict[str, Artifact]:
+  """Builds the id vocabularies and the training row layout the Trainer and Pusher consume."""
+  item_based = artifacts.read_json(os.path.join(schema.uri, "schema.json"))["item_based"]
+  layout = build_layout(artifacts.read_split(examples.uri).train, item_based=item_based)
+  uri = _subdirectory(output_dir, "transform_graph")
+  fingerprint = artifacts.write_layout(layout, uri)
+  logging.info("Transform: %d %s rows over %d columns, %d training ratings", layout.num_rows,
+               "item" if item_based else "user", layout.num_columns, layout.train.nnz)
+  return {"transform_graph": Artifact("TransformGraph", uri, fingerprint, {
+      "item_based": item_based, "num_rows": layout.num_rows, "num_columns": layout.num_columns})}
+
+
+# Trainer ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+  """The model architecture and how to fit it (`training.ModelConfig`, `training.TrainConfig`)."""
+
+  model: training.ModelConfig = training.ModelConfig()
+  train: training.TrainConfig = training.TrainConfig(verbose=0)
+
+
+def model_fingerprint(model: keras.Model) -> str:
+  """Fingerprint of a model's configuration and weights (not of its file, which holds a date)."""
+  weights = {f"{index:04d}": weight for index, weight in enumerate(model.get_weights())}
+  return artifacts.fingerprint_json([model.get_config(), artifacts.fingerprint_arrays(weights)])
+
+
+def load_model(model: Artifact) -> keras.Model:
+  """The trained AutoRec of a Model artifact."""
+  return keras.saving.load_model(os.path.join(model.uri, MODEL_FILE), compile=False)
+
+
+def _check_same_layout(trained: RowLayout, expected: RowLayout) -> None:
+  # training.fit builds its own layout from the training split; it must be the Transform's, which
+  # the Evaluator and Pusher use to map ids to the model's rows and columns.
+  same = (trained.item_based == expected.item_based
+          and np.array_equal(trained.row_ids, expected.row_ids)
+          and np.array_equal(trained.column_ids, expected.column_ids))
+  if not same:
+    raise ValueError("the Trainer's row layout differs from the Transform's; is the model's "
+                     "item_based setting the one the Transform used?")
+
+
+def _plot_curves(history: dict[str, list[float]], path: str) -> None:
+  figure, axis = plt.subplots(figsize=(6, 3.5))
+  for key in ("rmse", "val_rmse"):
+    if key in history:
+      axis.plot(np.arange(1, len(history[key]) + 1), history[key], label=key)
+  axis.set_xlabel("epoch")
+  axis.set_ylabel("RMSE")
+  axis.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=80)
+  plt.close(figure)
+
+
+def write_training_outputs(trained: training.TrainedModel, validation: Ratings, uri: str,
+                           default_rating: float) -> dict:
+  """Writes model.keras, history.json, curves.png and metrics.json; returns the metrics."""
+  trained.model.save(os.path.join(uri, MODEL_FILE))
+  artifacts.write_json(os.path.join(uri, "history.json"), trained.history)
+  _plot_curves(trained.history, os.path.join(uri, "curves.png"))
+  errors = evaluation.evaluate_ratings(trained.model, trained.layout, validation, default_rating)
+  metrics = {**errors.as_dict("validation"), "epochs_run": trained.epochs_run,
+             "best_epoch": trained.best_epoch, "train_seconds": trained.seconds}
+  artifacts.write_json(os.path.join(uri, "metrics.json"), metrics)
+  return metrics
+
+
+def trainer(examples: Artifact, transform_graph: Artifact, config: TrainerConfig,
+            output_dir: str) -> dict[str, Artifact]:
+  """Fits AutoRec with `training.fit`; writes the model, training curves and metrics."""
+  if config.model.item_based != transform_graph.properties["item_based"]:
+    raise ValueError("ModelConfig.item_based must match the Transform's layout orientation")
+  split = artifacts.read_split(examples.uri)
+  trained = training.fit(split, config.model, config.train)
+  _check_same_layout(trained.layout, artifacts.read_layout(transform_graph.uri))
+  uri = _subdirectory(output_dir, "model")
+  metrics = write_training_outputs(trained, split.validation, uri, config.train.default_rating)
+  logging.info("Trainer: validation RMSE %.4f after %d epochs (best %d) in %.1f s",
+               metrics["validation_rmse"], metrics["epochs_run"], metrics["best_epoch"],
+               metrics["train_seconds"])
+  return {"model": Artifact("Model", uri, model_fingerprint(trained.model), metrics)}
+
+
+# Evaluator ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorConfig:
+  """Metrics and blessing thresholds (TFX value and change thresholds on RMSE, lower is better).
+
+  Attributes:
+    rmse_threshold: the test RMSE must be at most this.
+    change_threshold: the test RMSE may exceed the pushed baseline's by at most this.
+    default_rating: prediction for users or items without training ratings.
+    top_k: cut-off of NDCG and recall.
+    relevant_rating: held-out ratings at least this are the relevant items of the top-N view.
+  """
+
+  rmse_threshold: float = 1.0
+  change_threshold: float = 0.01
+  default_rating: float = 3.0
+  top_k: int = 10
+  relevant_rating: float = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+  """The pushed version the candidate is compared with, and its recorded test metrics."""
+
+  version_dir: str
+  test_rmse: float | None
+  test_fingerprint: str | None
+  model_fingerprint: str | None
+
+  def as_artifact(self) -> Artifact:
+    return Artifact("PushedModel", self.version_dir,
+                    artifacts.fingerprint_json(dataclasses.asdict(self)))
+
+
+def pushed_metadata(version_dir: str) -> dict:
+  """The export metadata of a pushed version; {} if it has none."""
+  path = os.path.join(version_dir, export.ASSETS_EXTRA, export.METADATA_FILE)
+  if not os.path.exists(path):
+    return {}
+  return artifacts.read_json(path)
+
+
+def resolve_baseline(serving_model_dir: str, candidate_fingerprint: str) -> Baseline | None:
+  """The newest pushed version holding a different model than the candidate, if any.
+
+  A model is never its own baseline: otherwise pushing it would change the Evaluator's input and
+  an identical rerun could not come from cache.
+  """
+  for version in reversed(export.existing_versions(serving_model_dir)):
+    version_dir = os.path.join(serving_model_dir, str(version))
+    metadata = pushed_metadata(version_dir)
+    pipeline = metadata.get("pipeline", {})
+    if pipeline.get("model_fingerprint") == candidate_fingerprint:
+      continue
+    return Baseline(version_dir=version_dir,
+                    test_rmse=metadata.get("metrics", {}).get("test_rmse"),
+                    test_fingerprint=pipeline.get("test_fingerprint"),
+                    model_fingerprint=pipeline.get("model_fingerprint"))
+  return None
+
+
+def _scores_to_top_k(best_scores: np.ndarray, best_items: np.ndarray, scores: np.ndarray,
+                     items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """Merges candidate scores [U, b] of `items` [b] into running top-k lists [U, k]."""
+  all_scores = np.concatenate([best_scores, scores], axis=1)
+  all_items = np.concatenate([best_items, np.broadcast_to(items, scores.shape)], axis=1)
+  order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+  return (np.take_along_axis(all_scores, order, axis=1),
+          np.take_along_axis(all_items, order, axis=1))
+
+
+def top_k_items(model, layout: RowLayout, users: np.ndarray, k: int,
+                batch_size: int = 256) -> np.ndarray:
+  """Item positions [len(users), k] of the highest predictions, training items excluded.
+
+  Rows are streamed in batches, so memory stays O(users * (k + batch)) whatever the orientation.
+  Slots without a candidate are -1.
+  """
+  best_scores = np.full((users.size, k), -np.inf, dtype=np.float32)
+  best_items = np.full((users.size, k), -1, dtype=np.int64)
+  train = layout.train
+  row_ids = np.arange(layout.num_rows) if layout.item_based else users
+  user_slot = np.full(layout.num_columns if layout.item_based else layout.num_rows, -1)
+  user_slot[users] = np.arange(users.size)
+  for batch_rows, inputs in data_input.rows_dataset(train, row_ids, batch_size):
+    batch_rows = batch_rows.numpy()
+    scores = np.array(model.predict_ratings(inputs))
+    lengths = train.row_lengths()[batch_rows]
+    positions = np.concatenate([np.arange(train.row_splits[row], train.row_splits[row + 1])
+                                for row in batch_rows])
+    scores[np.repeat(np.arange(batch_rows.size), lengths), train.columns[positions]] = -np.inf
+    if layout.item_based:
+      best_scores, best_items = _scores_to_top_k(best_scores, best_items, scores[:, users].T,
+                                                 batch_rows, k)
+    else:
+      slots = user_slot[batch_rows]
+      best_scores[slots], best_items[slots] = _scores_to_top_k(
+          best_scores[slots], best_items[slots], scores, np.arange(layout.num_columns), k)
+  return np.where(np.isfinite(best_scores), best_items, -1)
+
+
+def top_n_metrics(model, layout: RowLayout, test: Ratings, k: int,
+                  relevant_rating: float) -> dict[str, float | int]:
+  """NDCG@k and recall@k (hits / min(k, relevant)) over test users with relevant ratings.
+
+  Relevant items are the user's held-out ratings >= relevant_rating; items the user rated in
+  training are not ranked. Users without training ratings cannot be ranked for and are counted
+  apart; relevant items unseen in training count as relevant but can never be hit.
+  """
+  rows, columns = layout.positions(test)
+  user_pos, item_pos = (columns, rows) if layout.item_based else (rows, columns)
+  relevant = test.rating >= relevant_rating
+  users = np.unique(user_pos[relevant & (user_pos >= 0)])
+  skipped = np.unique(test.user_index[relevant & (user_pos < 0)]).size
+  if users.size == 0:
+    return {f"ndcg@{k}": math.nan, f"recall@{k}": math.nan, "top_n_users": 0,
+            "top_n_users_unseen": skipped}
+  top = top_k_items(model, layout, users, k)
+  discounts = 1.0 / np.log2(np.arange(k) + 2.0)
+  ndcgs, recalls = [], []
+  for slot, user in enumerate(users):
+    mine = relevant & (user_pos == user)
+    hit = np.isin(top[slot], item_pos[mine & (item_pos >= 0)]) & (top[slot] >= 0)
+    ideal = min(k, int(mine.sum()))
+    ndcgs.append(float(np.sum(discounts[hit]) / np.sum(discounts[:ideal])))
+    recalls.append(float(hit.sum() / ideal))
+  return {f"ndcg@{k}": float(np.mean(ndcgs)), f"recall@{k}": float(np.mean(recalls)),
+          "top_n_users": int(users.size), "top_n_users_unseen": int(skipped)}
+
+
+def blessing_decision(test_rmse: float, baseline: Baseline | None,
+                      config: EvaluatorConfig) -> tuple[bool, list[str]]:
+  """Whether the candidate passes the value and change thresholds, with the reasons."""
+  reasons = []
+  blessed = test_rmse <= config.rmse_threshold
+  reasons.append(f"test RMSE {test_rmse:.4f} {'<=' if blessed else '>'} threshold "
+                 f"{config.rmse_threshold:.4f}")
+  if baseline is None:
+    reasons.append("no pushed baseline to compare with")
+  elif baseline.test_rmse is None:
+    reasons.append(f"baseline {baseline.version_dir} records no test RMSE; change not checked")
+  else:
+    change = test_rmse - baseline.test_rmse
+    within = change <= config.change_threshold
+    blessed = blessed and within
+    reasons.append(f"test RMSE change {change:+.4f} vs baseline {baseline.version_dir} "
+                   f"({baseline.test_rmse:.4f}) {'<=' if within else '>'} change threshold "
+                   f"{config.change_threshold:.4f}")
+  return blessed, reasons
+
+
+def evaluator(examples: Artifact, transform_graph: Artifact, model: Artifact,
+              baseline: Baseline | None, config: EvaluatorConfig,
+              output_dir: str) -> dict[str, Artifact]:
+  """Test RMSE/MAE and NDCG/recall@k; blesses the model if it meets the thresholds."""
+  split = artifacts.read_split(examples.uri)
+  layout = artifacts.read_layout(transform_graph.uri)
+  keras_model = load_model(model)
+  errors = evaluation.evaluate_ratings(keras_model, layout, split.test, config.default_rating)
+  metrics = {**errors.as_dict("test"),
+             **top_n_metrics(keras_model, layout, split.test, config.top_k,
+                             config.relevant_rating)}
+  test_fingerprint = examples.properties["split_fingerprints"]["test"]
+  if baseline is not None and baseline.test_fingerprint != test_fingerprint:
+    # Recorded metrics from another test split are not comparable (TFX, too, evaluates the
+    # baseline on the candidate's data): measure the pushed version through its signature.
+    baseline = dataclasses.replace(
+        baseline, test_fingerprint=test_fingerprint,
+        test_rmse=evaluate.evaluate_saved_model(baseline.version_dir, split.test).rmse)
+    logging.info("Evaluator: baseline %s re-evaluated on this test split: RMSE %.4f",
+                 baseline.version_dir, baseline.test_rmse)
+  blessed, reasons = blessing_decision(errors.rmse, baseline, config)
+  evaluation_uri = _subdirectory(output_dir, "evaluation")
+  artifacts.write_json(os.path.join(evaluation_uri, "metrics.json"), metrics)
+  blessing_uri = _subdirectory(output_dir, "blessing")
+  record = {"blessed": blessed, "reasons": reasons, "metrics": metrics,
+            "model_fingerprint": model.fingerprint,
+            "baseline": dataclasses.asdict(baseline) if baseline else None,
+            "thresholds": dataclasses.asdict(config)}
+  artifacts.write_json(os.path.join(blessing_uri, "blessing.json"), record)
+  # TFX's marker files, so tools that look for BLESSED / NOT_BLESSED find them.
+  open(os.path.join(blessing_uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "w").close()
+  logging.info("Evaluator: %s; %s", "BLESSED" if blessed else "NOT BLESSED", "; ".join(reasons))
+  return {"evaluation": Artifact("ModelEvaluation", evaluation_uri,
+                                 artifacts.fingerprint_json(metrics), metrics),
+          "blessing": Artifact("ModelBlessing", blessing_uri, artifacts.fingerprint_json(record),
+                               {"blessed": blessed, "reasons": reasons})}
+
+
+# Pusher -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PusherConfig:
+  """Where blessed models go (a TF Serving model base path) and how they are exported."""
+
+  serving_model_dir: str = "saved_models/autorec"
+  top_k: int = 100
+  default_rating: float = 3.0
+
+
+def pusher(examples: Artifact, transform_graph: Artifact, model: Artifact, blessing: Artifact,
+           config: PusherConfig, output_dir: str,
+           metadata: dict | None = None) -> dict[str, Artifact]:
+  """Exports a blessed model as the next version of serving_model_dir; otherwise says why not."""
+  version_dir = None
+  versions = export.existing_versions(config.serving_model_dir)
+  latest = (os.path.join(config.serving_model_dir, str(versions[-1])) if versions else None)
+  if not blessing.properties["blessed"]:
+    reason = "not pushed: the model is not blessed (" + "; ".join(
+        blessing.properties["reasons"]) + ")"
+  elif latest and pushed_metadata(latest).get("pipeline", {}).get(
+      "model_fingerprint") == model.fingerprint:
+    reason = f"not pushed: {latest} already holds this model"
+  else:
+    evaluation_metrics = artifacts.read_json(os.path.join(blessing.uri, "blessing.json"))
+    version_dir = export.export_model(
+        load_model(model), artifacts.read_layout(transform_graph.uri),
+        export.ExportConfig(export_dir=config.serving_model_dir, top_k=config.top_k,
+                            default_rating=config.default_rating),
+        metadata={**(metadata or {}), "metrics": {**evaluation_metrics["metrics"],
+                                                  **model.properties},
+                  "pipeline": {"model_fingerprint": model.fingerprint,
+                               "examples_fingerprint": examples.fingerprint,
+                               "test_fingerprint":
+                                   examples.properties["split_fingerprints"]["test"],
+                               "transform_fingerprint": transform_graph.fingerprint,
+                               "blessing": evaluation_metrics["reasons"]}})
+    reason = f"pushed {version_dir}"
+  logging.info("Pusher: %s", reason)
+  uri = _subdirectory(output_dir, "pushed_model")
+  record = {"pushed": version_dir is not None, "version_dir": version_dir, "reason": reason,
+            "model_fingerprint": model.fingerprint}
+  artifacts.write_json(os.path.join(uri, "push.json"), record)
+  return {"pushed_model": Artifact("PushedModel", uri, artifacts.fingerprint_json(record),
+                                   record)}
+
+
+def _subdirectory(output_dir: str, name: str) -> str:
+  path = os.path.join(output_dir, name)
+  os.makedirs(path, exist_ok=True)
+  return path
+

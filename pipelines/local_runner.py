@@ -1,0 +1,80 @@
+"""Runs the AutoRec pipeline locally: ExampleGen ... Pusher with caching and a run manifest.
+
+  python -m pipelines.local_runner --dataset=ml100k --data_dir=../shared/data \
+      --pipeline_root=pipeline_root [--serving_model_dir=saved_models/autorec] \
+      [--rmse_threshold=1.0] [--change_threshold=0.01] [--no_cache] [--epochs=... --l2_weight=...]
+
+The data, split, model and training flags are those of `python -m keras_autorec.train`
+(--export_dir, --repeats, --model_dir and --metrics_file are not used here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+
+from absl import app, flags
+
+from keras_autorec import train as train_cli
+from keras_autorec.data.splits import SplitConfig
+from pipelines import components, pipeline
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("pipeline_root", "pipeline_root", "Where component outputs, the cache and "
+                    "run manifests (runs/<run id>.json) go.")
+flags.DEFINE_string("serving_model_dir", "saved_models/autorec", "TF Serving model base path "
+                    "the Pusher adds versions to.")
+flags.DEFINE_float("rmse_threshold", components.EvaluatorConfig.rmse_threshold,
+                   "Bless only if the test RMSE is at most this.")
+flags.DEFINE_float("change_threshold", components.EvaluatorConfig.change_threshold,
+                   "Bless only if the test RMSE exceeds the pushed model's by at most this.")
+flags.DEFINE_float("max_empty_row_fraction", components.ValidatorConfig.max_empty_row_fraction,
+                   "Largest share of rows (items for I-AutoRec) allowed no training rating.")
+flags.DEFINE_boolean("no_cache", False, "Rerun every component even if its inputs and "
+                     "parameters are unchanged.")
+
+
+def config_from_flags() -> pipeline.PipelineConfig:
+  """PipelineConfig filled from the command line."""
+  model_config = train_cli.model_config_from_flags()
+  train_config = dataclasses.replace(train_cli.train_config_from_flags(), model_dir=None)
+  return pipeline.PipelineConfig(
+      pipeline_root=FLAGS.pipeline_root,
+      example_gen=components.ExampleGenConfig(
+          data=train_cli.data_config_from_flags(),
+          split=SplitConfig(protocol=FLAGS.split, test_fraction=FLAGS.test_fraction,
+                            validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed),
+          train_file=FLAGS.train_file, test_file=FLAGS.test_file),
+      validator=components.ValidatorConfig(item_based=model_config.item_based,
+                                           max_empty_row_fraction=FLAGS.max_empty_row_fraction),
+      trainer=components.TrainerConfig(model=model_config, train=train_config),
+      evaluator=components.EvaluatorConfig(rmse_threshold=FLAGS.rmse_threshold,
+                                           change_threshold=FLAGS.change_threshold,
+                                           default_rating=FLAGS.default_rating),
+      pusher=components.PusherConfig(serving_model_dir=FLAGS.serving_model_dir,
+                                     top_k=FLAGS.export_top_k,
+                                     default_rating=FLAGS.default_rating),
+      enable_cache=not FLAGS.no_cache)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.getLogger().setLevel(logging.INFO)
+  result = pipeline.run_pipeline(config_from_flags())
+  for run in result.components:
+    print(f"{run.component:<17} {run.status:<8} {run.seconds:8.1f} s"
+          + (f"  {run.error}" if run.error else ""))
+  print(f"manifest: {result.manifest_path}")
+  if not result.succeeded:
+    print(f"error: {result.push_reason}; rerun to resume from the failed component",
+          file=sys.stderr)
+    return 1
+  print(result.push_reason)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
