@@ -7,6 +7,7 @@ import tensorflow as tf
 
 MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+_MIRRORED: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
 
 
 def set_mixed_precision(mode: str) -> None:
@@ -25,8 +26,13 @@ def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.St
     return tf.distribute.get_strategy()
   if name == "mirrored":
     gpus = tf.config.list_logical_devices("GPU")
-    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices=devices)
+    devices = tuple(d.name for d in gpus) or tuple(
+        d.name for d in tf.config.list_logical_devices("CPU"))
+    # A second MirroredStrategy over the same devices in one process breaks collective ops
+    # (mismatched collective instances on minibatch training), so each process keeps one.
+    if devices not in _MIRRORED:
+      _MIRRORED[devices] = tf.distribute.MirroredStrategy(devices=list(devices))
+    return _MIRRORED[devices]
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":

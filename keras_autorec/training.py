@@ -38,7 +38,7 @@ class TrainConfig:
   """How to fit a model.
 
   Attributes:
-    optimizer: one of `keras_autorec.optimizers.OPTIMIZERS`.
+    optimizer: one of `keras_autorec.optimizers.OPTIMIZERS`, or 'lbfgs' (full batch).
     learning_rate: the optimizer's step size (Rprop: the initial per-weight step).
     epochs: the most epochs to run; with full batches an epoch is one step.
     batch_size: rows per step; 0 means every row in one step (full batch, the paper's setting).
@@ -92,7 +92,7 @@ def build_model(config: ModelConfig, layout: RowLayout) -> AutoRec:
 class ResumableEarlyStopping(keras.callbacks.Callback):
   """Early stopping on validation RMSE whose state, like the weights, survives a crash.
 
-  After every epoch it writes a checkpoint of the model and optimizer, the best weights so far
+  After every epoch it writes a checkpoint of the model and the optimizer's state, the best weights so far
   and a small JSON state (epoch, best RMSE, history). `restore()` before `fit` picks all of that
   up again, so a killed run resumes after its last completed epoch.
   """
@@ -108,18 +108,10 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     self.wait = 0
     self.history: dict[str, list[float]] = {}
     self.completed_epochs = 0
-    self._checkpoint_manager = None
 
   def _paths(self):
     return (os.path.join(self.model_dir, "training_state.json"),
-            os.path.join(self.model_dir, "best.weights.h5"))
-
-  def _manager(self, model) -> tf.train.CheckpointManager:
-    if self._checkpoint_manager is None:
-      checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-      self._checkpoint_manager = tf.train.CheckpointManager(
-          checkpoint, os.path.join(self.model_dir, "checkpoints"), max_to_keep=2)
-    return self._checkpoint_manager
+            os.path.join(self.model_dir, "best_weights.npz"))
 
   def restore(self, model) -> int:
     """Loads a previous run's state from model_dir into `model`; returns epochs already done."""
@@ -130,20 +122,19 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
       return 0
     with open(state_path) as f:
       state = json.load(f)
+    model.load_weights(os.path.join(self.model_dir, state["checkpoint"] + ".weights.h5"))
     model.optimizer.build(model.trainable_variables)
-    manager = self._manager(model)
-    checkpoint_path = state["checkpoint"]
-    manager.checkpoint.restore(checkpoint_path).assert_existing_objects_matched()
+    with np.load(os.path.join(self.model_dir, state["checkpoint"] + ".optimizer.npz")) as saved:
+      for index, variable in enumerate(model.optimizer.variables):
+        variable.assign(saved[f"v{index}"])
     self.best_value = state["best_value"]
     self.best_epoch = state["best_epoch"]
     self.wait = state["wait"]
     self.history = state["history"]
     self.completed_epochs = state["epoch"]
     if os.path.exists(best_path):
-      current = model.get_weights()
-      model.load_weights(best_path)
-      self.best_weights = model.get_weights()
-      model.set_weights(current)
+      with np.load(best_path) as saved:
+        self.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
     logging.info("Resuming from %s after epoch %d (best %s %.4f at epoch %d)", self.model_dir,
                  self.completed_epochs, self.monitor, self.best_value, self.best_epoch + 1)
     return self.completed_epochs
@@ -173,14 +164,20 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
 
   def _write_best_weights(self):
     _, best_path = self._paths()
-    partial = best_path.replace(".weights.h5", ".partial.weights.h5")
-    self.model.save_weights(partial)
+    partial = best_path.replace(".npz", ".partial.npz")
+    np.savez(partial, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
     os.replace(partial, best_path)
 
   def _write_state(self):
-    checkpoint_path = self._manager(self.model).save(checkpoint_number=self.completed_epochs)
+    checkpoint = f"checkpoint-{self.completed_epochs}"
+    checkpoint_path = os.path.join(self.model_dir, checkpoint)
+    self.model.save_weights(checkpoint_path + ".weights.h5")
+    # The optimizer's variables (step count and slots) in their creation order.
+    np.savez(checkpoint_path + ".optimizer.npz",
+             **{f"v{i}": v.numpy() for i, v in enumerate(self.model.optimizer.variables)})
     state_path, _ = self._paths()
-    state = {"epoch": self.completed_epochs, "checkpoint": checkpoint_path,
+    previous = self._read_checkpoint_name(state_path)
+    state = {"epoch": self.completed_epochs, "checkpoint": checkpoint,
              "best_value": self.best_value, "best_epoch": self.best_epoch, "wait": self.wait,
              "history": self.history}
     with open(state_path + ".partial", "w") as f:
@@ -188,11 +185,27 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     # The state names a checkpoint that is complete on disk, so a crash at any point leaves
     # either the previous or the new state, never a state pointing at a partial checkpoint.
     os.replace(state_path + ".partial", state_path)
+    if previous and previous != checkpoint:
+      for suffix in (".weights.h5", ".optimizer.npz"):
+        path = os.path.join(self.model_dir, previous + suffix)
+        if os.path.exists(path):
+          os.remove(path)
+
+  @staticmethod
+  def _read_checkpoint_name(state_path: str) -> str | None:
+    if not os.path.exists(state_path):
+      return None
+    with open(state_path) as f:
+      return json.load(f)["checkpoint"]
 
 
 def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfig,
         strategy: tf.distribute.Strategy | None = None) -> TrainedModel:
   """Trains AutoRec on `split.train`, early-stopping on `split.validation` RMSE."""
+  if train_config.optimizer == "lbfgs":
+    # L-BFGS needs the whole objective at every line-search point, so it runs its own loop.
+    from keras_autorec import lbfgs
+    return lbfgs.fit_lbfgs(split, model_config, train_config)
   start = time.time()
   keras.utils.set_random_seed(train_config.seed)
   distribution.set_mixed_precision(train_config.mixed_precision)
@@ -204,7 +217,9 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
                   weighted_metrics=rating_metrics(layout.rating_scale))
   batch_size = train_config.batch_size or layout.num_rows
   validation_targets, _ = layout.targets(split.validation)
-  validation = (data_input.evaluation_dataset(layout.train, validation_targets, batch_size)
+  replicas = strategy.num_replicas_in_sync
+  validation = (data_input.evaluation_dataset(layout.train, validation_targets, batch_size,
+                                              row_multiple=replicas)
                 if validation_targets.nnz else None)
   early_stopping = ResumableEarlyStopping(train_config.model_dir, train_config.patience)
   callbacks = [early_stopping]
@@ -215,7 +230,12 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
     initial_epoch = early_stopping.restore(model)
   finished = initial_epoch >= train_config.epochs or early_stopping.wait >= train_config.patience
   if not finished:
-    model.fit(data_input.training_dataset(layout.train, batch_size, seed=train_config.seed),
+    # One dataset over the remaining epochs: its per-epoch order depends only on (seed, epoch).
+    model.fit(data_input.training_dataset(layout.train, batch_size, seed=train_config.seed,
+                                          first_epoch=initial_epoch,
+                                          num_epochs=train_config.epochs - initial_epoch,
+                                          row_multiple=replicas),
+              steps_per_epoch=-(-layout.num_rows // batch_size), shuffle=False,
               validation_data=validation, epochs=train_config.epochs,
               initial_epoch=initial_epoch, callbacks=callbacks, verbose=train_config.verbose)
   elif early_stopping.best_weights is not None:

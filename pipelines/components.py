@@ -21,12 +21,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_autorec import evaluate, evaluation, export, training  # noqa: E402
-from keras_autorec import train as train_cli  # noqa: E402
 from keras_autorec.data import input as data_input  # noqa: E402
 from keras_autorec.data import sources  # noqa: E402
 from keras_autorec.data.layout import RowLayout, build_layout  # noqa: E402
 from keras_autorec.data.ratings import Ratings  # noqa: E402
-from keras_autorec.data.splits import RatingsSplit, SplitConfig  # noqa: E402
+from keras_autorec.data.splits import RatingsSplit, SplitConfig, load_splits  # noqa: E402
 from pipelines import artifacts  # noqa: E402
 from pipelines.artifacts import Artifact  # noqa: E402
 
@@ -50,8 +49,6 @@ class ExampleGenConfig:
 
   data: sources.DataConfig = sources.DataConfig()
   split: SplitConfig = SplitConfig()
-  train_file: str | None = None  # split.protocol "files"
-  test_file: str | None = None
 
 
 def example_gen_input_paths(config: ExampleGenConfig) -> list[str]:
@@ -59,14 +56,13 @@ def example_gen_input_paths(config: ExampleGenConfig) -> list[str]:
   data = config.data
   paths = [data.data_dir, data.ratings_file if data.dataset == "csv" else None]
   if config.split.protocol == "files":
-    paths += [config.train_file, config.test_file]
+    paths += [config.split.train_file, config.split.test_file]
   return [path for path in paths if path]
 
 
 def example_gen(config: ExampleGenConfig, output_dir: str) -> dict[str, Artifact]:
   """Loads and splits the ratings; writes the splits as .npz with their content fingerprint."""
-  split = next(train_cli.make_splits(config.data, config.split, 1, config.train_file,
-                                     config.test_file))
+  split = next(load_splits(config.data, config.split))
   uri = _subdirectory(output_dir, "examples")
   fingerprint = artifacts.write_split(split, uri)
   logging.info("ExampleGen: %s; %d train / %d validation / %d test ratings", split.description,

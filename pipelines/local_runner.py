@@ -5,7 +5,7 @@
       [--rmse_threshold=1.0] [--change_threshold=0.01] [--no_cache] [--epochs=... --l2_weight=...]
 
 The data, split, model and training flags are those of `python -m keras_autorec.train`
-(--export_dir, --repeats, --model_dir and --metrics_file are not used here).
+(`keras_autorec.cli_flags`); --model_dir is not used here.
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ import sys
 
 from absl import app, flags
 
-from keras_autorec import train as train_cli
-from keras_autorec.data.splits import SplitConfig
+from keras_autorec import cli_flags
 from pipelines import components, pipeline
 
 FLAGS = flags.FLAGS
+
+cli_flags.define_data_flags()
+cli_flags.define_split_flags()
+cli_flags.define_model_flags()
+cli_flags.define_train_flags()
 
 flags.DEFINE_string("pipeline_root", "pipeline_root", "Where component outputs, the cache and "
                     "run manifests (runs/<run id>.json) go.")
@@ -32,21 +36,19 @@ flags.DEFINE_float("change_threshold", components.EvaluatorConfig.change_thresho
                    "Bless only if the test RMSE exceeds the pushed model's by at most this.")
 flags.DEFINE_float("max_empty_row_fraction", components.ValidatorConfig.max_empty_row_fraction,
                    "Largest share of rows (items for I-AutoRec) allowed no training rating.")
+flags.DEFINE_integer("export_top_k", 100, "K of the pushed model's recommend signatures.")
 flags.DEFINE_boolean("no_cache", False, "Rerun every component even if its inputs and "
                      "parameters are unchanged.")
 
 
 def config_from_flags() -> pipeline.PipelineConfig:
   """PipelineConfig filled from the command line."""
-  model_config = train_cli.model_config_from_flags()
-  train_config = dataclasses.replace(train_cli.train_config_from_flags(), model_dir=None)
+  model_config = cli_flags.model_config()
+  train_config = dataclasses.replace(cli_flags.train_config(), model_dir=None)
   return pipeline.PipelineConfig(
       pipeline_root=FLAGS.pipeline_root,
       example_gen=components.ExampleGenConfig(
-          data=train_cli.data_config_from_flags(),
-          split=SplitConfig(protocol=FLAGS.split, test_fraction=FLAGS.test_fraction,
-                            validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed),
-          train_file=FLAGS.train_file, test_file=FLAGS.test_file),
+          data=cli_flags.data_config(), split=cli_flags.split_config()),
       validator=components.ValidatorConfig(item_based=model_config.item_based,
                                            max_empty_row_fraction=FLAGS.max_empty_row_fraction),
       trainer=components.TrainerConfig(model=model_config, train=train_config),

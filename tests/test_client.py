@@ -16,6 +16,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from keras_autorec import export
+from keras_autorec import training
+from keras_autorec.data import ratings as ratings_lib
+from keras_autorec.data import splits
 from keras_autorec.serving import client as client_lib
 import tf_serving_fake
 
@@ -438,3 +442,94 @@ def test_cli_entry_point(server):
   assert failure_out == ""
   assert "error: model 'nope' version latest is not served" in failure_err
   assert "Traceback" not in failure_err
+
+
+# ---------------------------------------------------------------------------------------------
+# The client against a real export of a tiny trained AutoRec.
+
+REAL_EXPORT_K = 4
+
+
+def real_export_base_path(base_path: pathlib.Path, item_based: bool) -> pathlib.Path:
+  """Trains a tiny AutoRec on synthetic ratings and exports it as version 1 under base_path."""
+  rng = np.random.default_rng(0)
+  users, items = np.nonzero(rng.random((30, 20)) < 0.5)
+  ratings = ratings_lib.from_raw(users.astype(str), items.astype(str),
+                                 rng.integers(1, 6, users.shape[0]), None, (1, 5), "synthetic")
+  trained = training.fit(splits.random_split(ratings, seed=0),
+                         training.ModelConfig(item_based=item_based, hidden_units=(8,)),
+                         training.TrainConfig(epochs=3, batch_size=16, verbose=0))
+  export.export_model(trained.model, trained.layout,
+                      export.ExportConfig(export_dir=str(base_path), top_k=REAL_EXPORT_K))
+  return base_path
+
+
+@pytest.fixture(scope="class", params=[True, False], ids=["I-AutoRec", "U-AutoRec"])
+def real_export(request, tmp_path_factory) -> pathlib.Path:
+  return real_export_base_path(tmp_path_factory.mktemp("real") / MODEL_NAME, request.param)
+
+
+class TestRealExport:
+  """The client, through the fake server, returns what the exported SavedModel computes."""
+
+  @pytest.fixture(scope="class")
+  def real_client(self, real_export):
+    with tf_serving_fake.FakeTFServing(real_export, MODEL_NAME) as real_server:
+      with client_lib.AutoRecClient(real_server.target, MODEL_NAME) as autorec_client:
+        yield autorec_client
+
+  @pytest.fixture(scope="class")
+  def signatures(self, real_export):
+    return tf.saved_model.load(str(real_export / "1")).signatures
+
+  @staticmethod
+  def call(signature, **inputs) -> dict[str, np.ndarray]:
+    outputs = signature(**{name: tf.constant(value) for name, value in inputs.items()})
+    return {name: value.numpy() for name, value in outputs.items()}
+
+  @staticmethod
+  def decoded(item_ids: np.ndarray) -> list:
+    return [[id_.decode() for id_ in row] for row in item_ids]
+
+  def test_predict(self, real_client, signatures):
+    user_ids, item_ids = ["0", "1", "2", "no-such-user"], ["3", "4", "no-such-item", "5"]
+    expected = self.call(signatures["serving_default"], user_id=user_ids, item_id=item_ids)
+    np.testing.assert_array_equal(real_client.predict(user_ids, item_ids), expected["rating"])
+    np.testing.assert_array_equal(expected["rating"][2:], [3.0, 3.0])
+
+  def test_recommend(self, real_client, signatures):
+    item_ids, scores = real_client.recommend(["0", "7", "no-such-user"])
+    expected = self.call(signatures["recommend"], user_id=["0", "7", "no-such-user"])
+    assert item_ids.tolist() == self.decoded(expected["item_ids"])
+    np.testing.assert_array_equal(scores, expected["scores"])
+    assert scores.shape == (3, REAL_EXPORT_K)
+    top_item_ids, top_scores = real_client.recommend(["0"], k=2)
+    assert top_item_ids.tolist() == [item_ids[0, :2].tolist()]
+    np.testing.assert_array_equal(top_scores, scores[:1, :2])
+
+  def test_recommend_for_ratings_pads_like_the_model_expects(self, real_client, signatures):
+    item_ids, scores = real_client.recommend_for_ratings([["1", "2"], ["3"]], [[5.0, 1.0], [4.0]])
+    expected = self.call(signatures["recommend_for_ratings"],
+                         item_ids=[["1", "2"], ["3", ""]],
+                         ratings=np.array([[5.0, 1.0], [4.0, 0.0]], np.float32))
+    assert item_ids.tolist() == self.decoded(expected["item_ids"])
+    np.testing.assert_array_equal(scores, expected["scores"])
+    assert not {"1", "2"} & set(item_ids[0]) and "3" not in item_ids[1]
+
+  def test_similar_items(self, real_client, signatures):
+    item_ids, scores = real_client.similar_items(["1", "2"])
+    expected = self.call(signatures["similar_items"], item_id=["1", "2"])
+    assert item_ids.tolist() == self.decoded(expected["item_ids"])
+    np.testing.assert_array_equal(scores, expected["scores"])
+    assert "1" not in item_ids[0] and "2" not in item_ids[1]
+
+  def test_metadata(self, real_client):
+    metadata = real_client.metadata()
+    assert metadata["version"] == 1
+    signatures = metadata["signatures"]
+    assert sorted(signatures) == sorted(SIGNATURE_NAMES)
+    assert signatures["serving_default"]["outputs"] == {"rating": {"dtype": "float32",
+                                                                   "shape": [None]}}
+    for name in ("recommend", "recommend_for_ratings", "similar_items"):
+      assert signatures[name]["outputs"]["item_ids"] == {"dtype": "string",
+                                                         "shape": [None, REAL_EXPORT_K]}

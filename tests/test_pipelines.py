@@ -171,8 +171,9 @@ def test_failed_component_stops_the_run_and_a_rerun_resumes_from_it(config, monk
 def test_anomalies_stop_the_run_with_a_report(config, tmp_path):
   ratings_file = config.example_gen.data.ratings_file
   # Train and test are the same file: every test pair leaks from training.
-  leaky = _with(config, example_gen={"split": SplitConfig(protocol="files"),
-                                     "train_file": ratings_file, "test_file": ratings_file})
+  leaky = _with(config, example_gen={"split": SplitConfig(protocol="files",
+                                                          train_file=ratings_file,
+                                                          test_file=ratings_file)})
   result = pipeline.run_pipeline(leaky)
   assert result.statuses()["ExampleValidator"] == "failed"
   assert result.statuses()["Trainer"] == "not run"

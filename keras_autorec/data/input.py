@@ -30,29 +30,57 @@ def _densify(sparse: dict[str, tf.Tensor], row_ids: tf.Tensor,
   return values, mask
 
 
+def _pad_rows(tensors: tuple[tf.Tensor, ...], row_multiple: int) -> tuple[tf.Tensor, ...]:
+  """Appends all-zero rows (no inputs, no observed targets) up to a multiple of row_multiple.
+
+  Replicas of a distribution strategy each need the same number of rows; zero rows add nothing
+  to the loss, whose denominator counts observed entries only.
+  """
+  if row_multiple <= 1:
+    return tensors
+  padding = -tf.shape(tensors[0])[0] % row_multiple
+  return tuple(tf.pad(t, [[0, padding], [0, 0]]) for t in tensors)
+
+
 def _as_tensors(rows: SparseRows) -> dict[str, tf.Tensor]:
   return {"row_splits": tf.constant(rows.row_splits, tf.int64),
           "columns": tf.constant(rows.columns, tf.int32),
           "values": tf.constant(rows.values, tf.float32)}
 
 
-def training_dataset(train: SparseRows, batch_size: int, seed: int,
-                     shuffle: bool = True) -> tf.data.Dataset:
-  """Batches of training rows that reconstruct themselves, reshuffled every epoch."""
+def training_dataset(train: SparseRows, batch_size: int, seed: int, shuffle: bool = True,
+                     first_epoch: int = 0, num_epochs: int = 1,
+                     row_multiple: int = 1) -> tf.data.Dataset:
+  """Batches of training rows that reconstruct themselves, for epochs first_epoch onwards.
+
+  `row_multiple` pads each batch with empty rows to a multiple of it (the number of replicas).
+
+  Each epoch is ceil(num_rows / batch_size) batches of rows in an order that depends only on
+  (seed, epoch), never on how many iterators were made before: a run resumed at an epoch and a
+  distributed run (Keras iterates once more to build the model) see the same batches.
+  """
   tensors = _as_tensors(train)
-  row_ids = tf.data.Dataset.range(train.num_rows)
-  if shuffle:
-    row_ids = row_ids.shuffle(train.num_rows, seed=seed, reshuffle_each_iteration=True)
+
+  def epoch_rows(epoch):
+    ids = tf.range(train.num_rows, dtype=tf.int64)
+    if shuffle:
+      keys = tf.random.stateless_uniform(
+          [train.num_rows], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+      ids = tf.gather(ids, tf.argsort(keys))
+    return tf.data.Dataset.from_tensor_slices(ids).batch(batch_size)
 
   def to_batch(ids):
     values, mask = _densify(tensors, ids, train.num_columns)
+    values, mask = _pad_rows((values, mask), row_multiple)
     return values, values, mask
 
-  return (row_ids.batch(batch_size).map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
+  epochs = tf.data.Dataset.range(first_epoch, first_epoch + num_epochs)
+  return (epochs.flat_map(epoch_rows).map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(tf.data.AUTOTUNE))
 
 
-def evaluation_dataset(train: SparseRows, targets: SparseRows, batch_size: int) -> tf.data.Dataset:
+def evaluation_dataset(train: SparseRows, targets: SparseRows, batch_size: int,
+                       row_multiple: int = 1) -> tf.data.Dataset:
   """Batches of the rows that have targets: training ratings in, held-out ratings as targets."""
   if targets.num_rows != train.num_rows or targets.num_columns != train.num_columns:
     raise ValueError("targets must share the training layout's rows and columns")
@@ -62,7 +90,7 @@ def evaluation_dataset(train: SparseRows, targets: SparseRows, batch_size: int) 
   def to_batch(ids):
     inputs, _ = _densify(train_tensors, ids, train.num_columns)
     values, mask = _densify(target_tensors, ids, targets.num_columns)
-    return inputs, values, mask
+    return _pad_rows((inputs, values, mask), row_multiple)
 
   return (tf.data.Dataset.from_tensor_slices(rows_with_targets).batch(batch_size)
           .map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))

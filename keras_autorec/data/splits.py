@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 
+from keras_autorec.data import sources
 from keras_autorec.data.ratings import Ratings, RatingsError
 
 ML100K_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
@@ -22,12 +24,16 @@ class SplitConfig:
     test_fraction: share of all ratings held out for test under "random".
     validation_fraction: share of the training ratings held out for validation.
     seed: seed of the random permutation; repeats use seed, seed + 1, ...
+    train_file: protocol "files": the training ratings file (parsed like the dataset's).
+    test_file: protocol "files": the test ratings file.
   """
 
   protocol: str = "random"
   test_fraction: float = 0.1
   validation_fraction: float = 0.1
   seed: int = 0
+  train_file: str | None = None
+  test_file: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,3 +82,30 @@ def hold_out_validation(train: Ratings, test: Ratings, validation_fraction: floa
       validation=train.subset(np.sort(permutation[:num_validation])),
       test=test,
       description=f"{description}, {validation_fraction:.0%} of train for validation, seed {seed}")
+
+
+def load_splits(data_config: sources.DataConfig, config: SplitConfig,
+                repeats: int = 1) -> Iterator[RatingsSplit]:
+  """Loads the ratings once and yields one split per seed (seed, seed + 1, ...)."""
+  seeds = range(config.seed, config.seed + repeats)
+  if config.protocol == "random":
+    ratings = sources.load_ratings(data_config)
+    for seed in seeds:
+      yield random_split(ratings, config.test_fraction, config.validation_fraction, seed)
+    return
+  if config.protocol in ML100K_FOLDS:
+    if data_config.dataset != "ml100k" or not data_config.data_dir:
+      raise ValueError(f"split {config.protocol} needs dataset ml100k and a data_dir holding "
+                       "the GroupLens ml-100k release")
+    train, test = sources.load_ml100k_fold(data_config.data_dir, config.protocol)
+    description = f"ML-100K fold {config.protocol}"
+  elif config.protocol == "files":
+    if not (config.train_file and config.test_file):
+      raise ValueError("split 'files' needs a train_file and a test_file")
+    train, test = sources.load_file_pair(data_config, config.train_file, config.test_file)
+    description = f"given files {config.train_file} / {config.test_file}"
+  else:
+    raise ValueError(f"split must be random, files or one of {ML100K_FOLDS}, "
+                     f"got {config.protocol!r}")
+  for seed in seeds:
+    yield hold_out_validation(train, test, config.validation_fraction, seed, description)

@@ -1,0 +1,138 @@
+"""absl flags shared by the command lines, and the config dataclasses they fill.
+
+Each `define_*` function is idempotent, so several command-line modules (train, evaluate,
+experiments, the pipeline runner) can be imported into one process without clashing. Only
+command-line `main`s read flags; the library takes the dataclasses.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from keras_autorec import training
+from keras_autorec.data import sources
+from keras_autorec.data.splits import ML100K_FOLDS, SplitConfig
+
+FLAGS = flags.FLAGS
+
+
+def _define(kind: str, name: str, default, help_text: str, enum_values=None) -> None:
+  if name in FLAGS:
+    return
+  if kind == "enum":
+    flags.DEFINE_enum(name, default, enum_values, help_text)
+  else:
+    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
+
+
+def define_data_flags() -> None:
+  """Flags of `sources.DataConfig`: which ratings to load and how to parse them."""
+  _define("enum", "dataset", "ml100k", "Which ratings.", enum_values=list(sources.DATASETS))
+  _define("string", "data_dir", None, "Folder holding the GroupLens or Netflix release (or its "
+          "zip); without it MovieLens comes from tensorflow-datasets.")
+  _define("string", "tfds_data_dir", None, "tensorflow-datasets data folder.")
+  _define("string", "ratings_file", None, "--dataset=csv: the ratings file.")
+  _define("string", "delimiter", ",", "--dataset=csv: field delimiter (\\t for tab).")
+  _define("boolean", "header", True, "--dataset=csv: whether the first line is a header.")
+  _define("string", "user_column", "0", "--dataset=csv: user id column (name or 0-based "
+          "position).")
+  _define("string", "item_column", "1", "--dataset=csv: item id column.")
+  _define("string", "rating_column", "2", "--dataset=csv: rating column.")
+  _define("string", "timestamp_column", None, "--dataset=csv: timestamp column, if any.")
+  _define("list", "rating_scale", None, "lowest,highest rating; default: the dataset's own.")
+  _define("string", "synthetic_shape", "ml100k", "--dataset=synthetic: ml100k, ml1m, ml10m or "
+          "netflix.")
+  _define("float", "synthetic_noise_stddev", sources.DataConfig.synthetic_noise_stddev,
+          "--dataset=synthetic: sigma of the Gaussian noise.")
+  _define("integer", "data_seed", 0, "--dataset=synthetic: seed of the generated ratings.")
+
+
+def define_split_flags() -> None:
+  """Flags of `SplitConfig`."""
+  _define("string", "split", "random", "random (paper: 90/10, 10% of train for validation), an "
+          f"ML-100K fold ({', '.join(ML100K_FOLDS)}), or files (--train_file, --test_file).")
+  _define("string", "train_file", None, "--split=files: training ratings file.")
+  _define("string", "test_file", None, "--split=files: test ratings file.")
+  _define("float", "test_fraction", 0.1, "--split=random: share of ratings for test.")
+  _define("float", "validation_fraction", 0.1, "Share of training ratings for validation.")
+  _define("integer", "seed", 0, "Seeds the split, the weights and the shuffling.")
+
+
+def define_repeats_flag(default: int = 1) -> None:
+  """--repeats: how many seeds (seed, seed + 1, ...) to run and summarise."""
+  _define("integer", "repeats", default, "Runs with seeds seed..seed+repeats-1 and reports the "
+          "mean and 95% confidence interval.")
+
+
+def define_model_flags() -> None:
+  """Flags of `training.ModelConfig`."""
+  _define("enum", "model", "item", "I-AutoRec (item rows) or U-AutoRec (user rows).",
+          enum_values=["item", "user"])
+  _define("list", "hidden_units", ["500"], "Hidden layer sizes, e.g. 500 or 500,250,500.")
+  _define("string", "encoder_activation", "sigmoid", "g: hidden activation.")
+  _define("string", "decoder_activation", "identity", "f: output activation.")
+  _define("float", "l2_weight", training.ModelConfig.l2_weight, "L2 on kernels; the loss is the "
+          "mean squared error over observed ratings (keras_autorec/losses.py relates it to the "
+          "paper's lambda).")
+  _define("float", "input_dropout", 0.0, "Dropout rate on inputs (denoising).")
+
+
+def define_train_flags() -> None:
+  """Flags of `training.TrainConfig`."""
+  defaults = training.TrainConfig
+  _define("string", "optimizer", defaults.optimizer, "rprop, lbfgs, adam, rmsprop or sgd.")
+  _define("float", "learning_rate", defaults.learning_rate, "Step size (Rprop: initial step).")
+  _define("integer", "epochs", defaults.epochs, "Most epochs.")
+  _define("integer", "batch_size", defaults.batch_size, "Rows per step; 0 = full batch.")
+  _define("integer", "patience", defaults.patience, "Epochs without a better validation RMSE "
+          "before stopping; the best weights are kept.")
+  _define("enum", "mixed_precision", "off", "Mixed precision.",
+          enum_values=["off", "float16", "bfloat16"])
+  _define("enum", "strategy", "default", "tf.distribute strategy.",
+          enum_values=["default", "mirrored", "multi_worker", "tpu"])
+  _define("float", "default_rating", defaults.default_rating, "Prediction for users or items "
+          "without training ratings.")
+  _define("string", "model_dir", None, "Checkpoints and TensorBoard logs; rerunning with the "
+          "same model_dir resumes.")
+  _define("integer", "verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
+
+
+def data_config() -> sources.DataConfig:
+  """DataConfig from the data flags."""
+  scale = None
+  if FLAGS.rating_scale:
+    if len(FLAGS.rating_scale) != 2:
+      raise app.UsageError("--rating_scale takes two numbers: lowest,highest")
+    scale = (float(FLAGS.rating_scale[0]), float(FLAGS.rating_scale[1]))
+  return sources.DataConfig(
+      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
+      ratings_file=FLAGS.ratings_file,
+      delimiter="\t" if FLAGS.delimiter == "\\t" else FLAGS.delimiter, header=FLAGS.header,
+      user_column=FLAGS.user_column, item_column=FLAGS.item_column,
+      rating_column=FLAGS.rating_column, timestamp_column=FLAGS.timestamp_column,
+      rating_scale=scale, synthetic_shape=FLAGS.synthetic_shape,
+      synthetic_noise_stddev=FLAGS.synthetic_noise_stddev, seed=FLAGS.data_seed)
+
+
+def split_config() -> SplitConfig:
+  """SplitConfig from the split flags."""
+  return SplitConfig(protocol=FLAGS.split, test_fraction=FLAGS.test_fraction,
+                     validation_fraction=FLAGS.validation_fraction, seed=FLAGS.seed,
+                     train_file=FLAGS.train_file, test_file=FLAGS.test_file)
+
+
+def model_config() -> training.ModelConfig:
+  """ModelConfig from the model flags."""
+  return training.ModelConfig(
+      item_based=FLAGS.model == "item", hidden_units=tuple(int(u) for u in FLAGS.hidden_units),
+      encoder_activation=FLAGS.encoder_activation, decoder_activation=FLAGS.decoder_activation,
+      l2_weight=FLAGS.l2_weight, input_dropout=FLAGS.input_dropout)
+
+
+def train_config() -> training.TrainConfig:
+  """TrainConfig from the training flags."""
+  return training.TrainConfig(
+      optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
+      batch_size=FLAGS.batch_size, patience=FLAGS.patience,
+      mixed_precision=FLAGS.mixed_precision, strategy=FLAGS.strategy, model_dir=FLAGS.model_dir,
+      seed=FLAGS.seed, default_rating=FLAGS.default_rating, verbose=FLAGS.verbose)

@@ -1,0 +1,504 @@
+"""Export of a trained AutoRec as a versioned SavedModel for TensorFlow Serving.
+
+The export is a biased dot-product model precomputed from the trained network:
+
+    rating(u, i) = clip(f(user_vector[u] . item_vector[i] + user_bias[u] + item_bias[i]))
+
+  I-AutoRec (rows are items): item_vector[i] = z_i, the last hidden code of item i's training
+    ratings; user_vector[u] = W_out[:, u], user_bias[u] = b_out[u], item_bias = 0.
+  U-AutoRec (rows are users): user_vector[u] = z_u; item_vector[i] = W_out[:, i],
+    item_bias[i] = b_out[i], user_bias = 0.
+
+so a rating costs O(hidden units) and top-K over all items one matrix product. f is the decoder
+activation and the clip is to the rating scale, exactly as `AutoRec.predict_ratings`.
+
+Signatures (method predict, named inputs, dict outputs):
+  serving_default        user_id str [B], item_id str [B] -> rating float32 [B]; the default rating
+                         when the user or the item has no training ratings.
+  recommend              user_id str [B] -> item_ids str [B, K], scores float32 [B, K]; items the
+                         user rated in training are excluded.
+  recommend_for_ratings  item_ids str [B, L], ratings float32 [B, L] ("" pads) -> item_ids, scores;
+                         a user not seen in training, folded in without retraining; the given
+                         items are excluded and unknown item ids ignored. List each item once:
+                         a repeated item counts twice (I-AutoRec) or has its ratings summed
+                         (U-AutoRec).
+  similar_items          item_id str [B] -> item_ids, scores: cosine similarity of item vectors,
+                         the item itself excluded.
+
+Top-K lists are sorted by score, best first. Recommendation scores are predicted ratings (clipped
+like serving_default, ranked by the unclipped value so that ties at the top of the scale keep the
+model's order). Slots with no candidate left (K exceeds the items not excluded) have item id ""
+and score -inf; an unknown item_id gets only such slots from similar_items.
+
+Cold start: a user id unknown to `recommend` gets the same list as `recommend_for_ratings` with no
+ratings. For U-AutoRec that is the model's reconstruction of an empty rating vector; for I-AutoRec
+the decoder column of the average training user (the mean of W_out's columns and of b_out), which
+is also the prior the I-AutoRec fold-in shrinks towards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import errno
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+import keras_autorec
+from keras_autorec.data import input as data_input
+from keras_autorec.data.layout import RowLayout, SparseRows, sparse_rows
+from keras_autorec.model import AutoRec
+
+SIGNATURE_NAMES = ("serving_default", "recommend", "recommend_for_ratings", "similar_items")
+PADDING_ID = ""
+ASSETS_EXTRA = "assets.extra"
+METADATA_FILE = "metadata.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a model with more warmup records.
+_PARTIAL_PREFIX = ".partial-"
+_MAX_VERSION_ATTEMPTS = 100
+# Cosine similarity of a zero vector is taken as 0, not NaN.
+_MIN_NORM = 1e-12
+
+_ACTIVATIONS = {
+    "identity": tf.identity, "sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu,
+    "selu": tf.nn.selu, "tanh": tf.tanh,
+}
+_SELU_SCALE = 1.0507009873554805
+_SELU_ALPHA = 1.6732632423543772
+_INVERSE_EPSILON = 1e-6
+
+
+def _inverse_activation(name: str, outputs: tf.Tensor) -> tf.Tensor:
+  """Pre-activations whose decoder activation gives `outputs`, clamped into f's range.
+
+  relu is not invertible below 0; ratings are taken as they are there.
+  """
+  if name in ("identity", "relu"):
+    return outputs
+  if name == "sigmoid":
+    probability = tf.clip_by_value(outputs, _INVERSE_EPSILON, 1.0 - _INVERSE_EPSILON)
+    return tf.math.log(probability) - tf.math.log1p(-probability)
+  if name == "tanh":
+    return tf.atanh(tf.clip_by_value(outputs, -1.0 + _INVERSE_EPSILON, 1.0 - _INVERSE_EPSILON))
+  scale, alpha = (_SELU_SCALE, _SELU_ALPHA) if name == "selu" else (1.0, 1.0)
+  negative = tf.math.log1p(tf.maximum(outputs / (scale * alpha), -1.0 + _INVERSE_EPSILON))
+  return tf.where(outputs > 0, outputs / scale, negative)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+  """How to export a model for TF Serving.
+
+  Attributes:
+    export_dir: the TF Serving model base path; versions go to `export_dir/<integer>/`.
+    top_k: K of recommend, recommend_for_ratings and similar_items (at most the number of items).
+    default_rating: serving_default's rating when the user or item has no training ratings.
+    fold_in_l2: ridge penalty lambda of the I-AutoRec fold-in, which fits a new user's decoder
+      column (w, b) to f^-1(ratings) ~ z_i . w + b over the rated items' codes z_i, minimising
+      squared error + lambda * ||(w, b) - (mean trained column, mean trained bias)||^2. Larger
+      values trust few ratings less; a trained column had roughly lambda = (training ratings) *
+      l2_weight. Must be positive, which keeps the solve well posed with any number of ratings.
+    warmup_requests: whether to write assets.extra/tf_serving_warmup_requests.
+  """
+
+  export_dir: str = "saved_models/autorec"
+  top_k: int = 100
+  default_rating: float = 3.0
+  fold_in_l2: float = 1.0
+  warmup_requests: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class _ServingArrays:
+  """The numpy tables of the export (see the module docstring for their meaning)."""
+
+  user_ids: np.ndarray  # str [U]
+  item_ids: np.ndarray  # str [I]
+  user_vectors: np.ndarray  # float32 [U + 1, k]; the last row is the cold-start user
+  user_biases: np.ndarray  # float32 [U + 1]
+  item_vectors: np.ndarray  # float32 [I, k]
+  item_biases: np.ndarray  # float32 [I]
+  training_items: SparseRows  # the items of each user, [U + 1 rows (the last empty), I]
+  encoder_kernels: list[np.ndarray]  # U-AutoRec only: the encoder, for the fold-in
+  encoder_biases: list[np.ndarray]
+
+
+def _row_codes(model: AutoRec, layout: RowLayout, batch_size: int = 1024) -> np.ndarray:
+  """The last hidden code of every row's training ratings, float32 [rows, k]."""
+  codes = np.zeros((layout.num_rows, model.hidden_units[-1]), dtype=np.float32)
+  row_positions = np.arange(layout.num_rows)
+  for row_ids, inputs in data_input.rows_dataset(layout.train, row_positions, batch_size):
+    codes[row_ids.numpy()] = ops.convert_to_numpy(model.encode(inputs, training=False))
+  return codes
+
+
+def _serving_arrays(model: AutoRec, layout: RowLayout) -> _ServingArrays:
+  """Precomputes the export's tables from the model and its training layout."""
+  if model.item_based != layout.item_based:
+    raise ValueError(f"model item_based={model.item_based} but layout "
+                     f"item_based={layout.item_based}")
+  if model.num_inputs != layout.num_columns:
+    raise ValueError(f"model has {model.num_inputs} inputs but the layout "
+                     f"{layout.num_columns} columns")
+  codes = _row_codes(model, layout)
+  kernel_columns = ops.convert_to_numpy(model.output_layer.kernel).astype(np.float32).T
+  output_bias = ops.convert_to_numpy(model.output_layer.bias).astype(np.float32)
+  num_users, num_items = layout.user_ids().shape[0], layout.item_ids().shape[0]
+  if model.item_based:
+    user_vectors = np.concatenate([kernel_columns, kernel_columns.mean(0, keepdims=True)])
+    user_biases = np.append(output_bias, output_bias.mean()).astype(np.float32)
+    item_vectors, item_biases = codes, np.zeros(num_items, np.float32)
+    # Transposes the item rows into the users' rated items.
+    training_items = sparse_rows(layout.train.columns, layout.train.row_index(),
+                                 layout.train.values, num_users + 1, num_items)
+    encoder_kernels, encoder_biases = [], []
+  else:
+    empty_code = ops.convert_to_numpy(
+        model.encode(np.zeros((1, layout.num_columns), np.float32), training=False))
+    user_vectors = np.concatenate([codes, empty_code.astype(np.float32)])
+    user_biases = np.zeros(num_users + 1, np.float32)
+    item_vectors, item_biases = kernel_columns, output_bias
+    training_items = SparseRows(np.append(layout.train.row_splits, layout.train.nnz),
+                                layout.train.columns, layout.train.values, num_items)
+    encoder_kernels = [ops.convert_to_numpy(layer.kernel).astype(np.float32)
+                       for layer in model.hidden_layers]
+    encoder_biases = [ops.convert_to_numpy(layer.bias).astype(np.float32)
+                      for layer in model.hidden_layers]
+  return _ServingArrays(
+      user_ids=layout.user_ids().astype(str), item_ids=layout.item_ids().astype(str),
+      user_vectors=user_vectors.astype(np.float32), user_biases=user_biases,
+      item_vectors=item_vectors, item_biases=item_biases, training_items=training_items,
+      encoder_kernels=encoder_kernels, encoder_biases=encoder_biases)
+
+
+def _index_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+  """Raw string id -> position, -1 for unknown ids."""
+  return tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(tf.constant(ids, tf.string),
+                                          tf.range(ids.shape[0], dtype=tf.int64)),
+      default_value=-1)
+
+
+def _constant_variable(value, dtype) -> tf.Variable:
+  # Variables, not constants, so large tables go to the checkpoint, not the 2 GiB GraphDef.
+  return tf.Variable(value, dtype=dtype, trainable=False)
+
+
+class _ServingModule(tf.Module):
+  """The exported signatures over the precomputed tables."""
+
+  def __init__(self, arrays: _ServingArrays, model: AutoRec, config: ExportConfig):
+    super().__init__(name="autorec_serving")
+    self.item_based = model.item_based
+    self.decoder_activation = model.decoder_activation
+    self.encoder_activation = model.encoder_activation
+    self.rating_scale = model.rating_scale
+    self.default_rating = float(config.default_rating)
+    self.fold_in_l2 = float(config.fold_in_l2)
+    self.num_users = int(arrays.user_ids.shape[0])
+    self.num_items = int(arrays.item_ids.shape[0])
+    self.k = min(int(config.top_k), self.num_items)
+    # Tracked by the module, so the tables and ids are saved and restored with it.
+    self.user_table = _index_table(arrays.user_ids)
+    self.item_table = _index_table(arrays.item_ids)
+    self.user_ids = _constant_variable(arrays.user_ids, tf.string)
+    self.item_ids = _constant_variable(arrays.item_ids, tf.string)
+    self.user_vectors = _constant_variable(arrays.user_vectors, tf.float32)
+    self.user_biases = _constant_variable(arrays.user_biases, tf.float32)
+    self.item_vectors = _constant_variable(arrays.item_vectors, tf.float32)
+    self.item_biases = _constant_variable(arrays.item_biases, tf.float32)
+    norms = np.linalg.norm(arrays.item_vectors, axis=1, keepdims=True)
+    self.item_unit_vectors = _constant_variable(
+        arrays.item_vectors / np.maximum(norms, _MIN_NORM), tf.float32)
+    self.training_item_splits = _constant_variable(arrays.training_items.row_splits, tf.int64)
+    self.training_items = _constant_variable(arrays.training_items.columns, tf.int64)
+    self.encoder_kernels = [_constant_variable(kernel, tf.float32)
+                            for kernel in arrays.encoder_kernels]
+    self.encoder_biases = [_constant_variable(bias, tf.float32) for bias in arrays.encoder_biases]
+
+  def _decode(self, pre_activations: tf.Tensor) -> tf.Tensor:
+    return tf.clip_by_value(_ACTIVATIONS[self.decoder_activation](pre_activations),
+                            *self.rating_scale)
+
+  def _scores_for_users(self, user_vectors: tf.Tensor, user_biases: tf.Tensor) -> tf.Tensor:
+    """Pre-activations of every item for users given as vectors [B, k] and biases [B]."""
+    return (tf.matmul(user_vectors, self.item_vectors, transpose_b=True)
+            + user_biases[:, tf.newaxis] + self.item_biases[tf.newaxis, :])
+
+  def _top_k(self, ranking: tf.Tensor, scores: tf.Tensor,
+             excluded: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The K items of highest `ranking` that are not excluded, with their `scores`."""
+    ranking = tf.where(excluded, tf.constant(-np.inf, tf.float32), ranking)
+    top = tf.math.top_k(ranking, k=self.k, sorted=True)
+    available = top.values > -np.inf
+    return {
+        "item_ids": tf.where(available, tf.gather(self.item_ids, top.indices), PADDING_ID),
+        "scores": tf.where(available, tf.gather(scores, top.indices, batch_dims=1), -np.inf),
+    }
+
+  def _recommend(self, pre_activations: tf.Tensor, excluded: tf.Tensor) -> dict[str, tf.Tensor]:
+    return self._top_k(pre_activations, self._decode(pre_activations), excluded)
+
+  def _mask(self, batch: tf.Tensor, items: tf.Tensor, batch_size: tf.Tensor) -> tf.Tensor:
+    """bool [batch_size, I], True at (batch[n], items[n])."""
+    indices = tf.stack([batch, items], axis=1)
+    shape = tf.stack([tf.cast(batch_size, tf.int64), self.num_items])
+    return tf.scatter_nd(indices, tf.ones_like(batch, tf.float32), shape) > 0
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                tf.TensorSpec([None], tf.string, name="item_id")])
+  def rate(self, user_id, item_id):
+    users = self.user_table.lookup(user_id)
+    items = self.item_table.lookup(item_id)
+    known = (users >= 0) & (items >= 0)
+    users, items = tf.maximum(users, 0), tf.maximum(items, 0)
+    pre_activations = (
+        tf.reduce_sum(tf.gather(self.user_vectors, users) * tf.gather(self.item_vectors, items),
+                      axis=1)
+        + tf.gather(self.user_biases, users) + tf.gather(self.item_biases, items))
+    return {"rating": tf.where(known, self._decode(pre_activations), self.default_rating)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+  def recommend(self, user_id):
+    users = self.user_table.lookup(user_id)
+    users = tf.where(users >= 0, users, self.num_users)  # the cold-start user
+    pre_activations = self._scores_for_users(tf.gather(self.user_vectors, users),
+                                             tf.gather(self.user_biases, users))
+    starts = tf.gather(self.training_item_splits, users)
+    limits = tf.gather(self.training_item_splits, users + 1)
+    positions = tf.ragged.range(starts, limits)
+    excluded = self._mask(positions.value_rowids(),
+                          tf.gather(self.training_items, positions.flat_values),
+                          tf.size(user_id))
+    return self._recommend(pre_activations, excluded)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids"),
+                                tf.TensorSpec([None, None], tf.float32, name="ratings")])
+  def recommend_for_ratings(self, item_ids, ratings):
+    items = self.item_table.lookup(item_ids)
+    rated = items >= 0  # padding and unknown items are ignored
+    coordinates = tf.where(rated)
+    batch_size = tf.shape(item_ids, out_type=tf.int64)[0]
+    rated_items = tf.gather_nd(items, coordinates)
+    excluded = self._mask(coordinates[:, 0], rated_items, batch_size)
+    if self.item_based:
+      user_vectors, user_biases = self._fold_in_decoder_columns(items, ratings, rated)
+    else:
+      dense = tf.scatter_nd(tf.stack([coordinates[:, 0], rated_items], axis=1),
+                            tf.gather_nd(ratings, coordinates),
+                            tf.stack([batch_size, self.num_items]))
+      user_vectors = self._encode(dense)
+      user_biases = tf.zeros(tf.shape(user_vectors)[:1])
+    return self._recommend(self._scores_for_users(user_vectors, user_biases), excluded)
+
+  def _encode(self, ratings: tf.Tensor) -> tf.Tensor:
+    hidden = ratings
+    for kernel, bias in zip(self.encoder_kernels, self.encoder_biases):
+      hidden = _ACTIVATIONS[self.encoder_activation](tf.matmul(hidden, kernel) + bias)
+    return hidden
+
+  def _fold_in_decoder_columns(self, items, ratings, rated) -> tuple[tf.Tensor, tf.Tensor]:
+    """Ridge fit of each user's decoder column (w, b) around the average user's, [B, k], [B].
+
+    Solves min ||t - X theta||^2 + l2 ||theta - theta0||^2 over theta = (w, b), X = [z_i, 1]
+    of the rated items, t = f^-1(ratings), in float64 and in whichever of the primal (k+1 square)
+    or dual (L square) form is smaller; padded rows of X are zero and so change nothing.
+    """
+    weights = tf.cast(rated, tf.float64)[..., tf.newaxis]
+    codes = tf.cast(tf.gather(self.item_vectors, tf.maximum(items, 0)), tf.float64)
+    design = tf.concat([codes, tf.ones_like(weights)], axis=-1) * weights  # [B, L, k+1]
+    prior = tf.cast(tf.concat([self.user_vectors[-1], self.user_biases[-1:]], axis=0), tf.float64)
+    targets = tf.cast(_inverse_activation(self.decoder_activation, ratings), tf.float64)
+    residuals = (targets[..., tf.newaxis] - tf.matmul(design, prior[:, tf.newaxis])) * weights
+    num_parameters = design.shape[-1]
+    num_ratings = tf.shape(design)[1]
+
+    def primal():
+      gram = tf.matmul(design, design, transpose_a=True)
+      regularised = gram + self.fold_in_l2 * tf.eye(num_parameters, dtype=tf.float64)
+      return tf.linalg.cholesky_solve(tf.linalg.cholesky(regularised),
+                                      tf.matmul(design, residuals, transpose_a=True))
+
+    def dual():
+      gram = tf.matmul(design, design, transpose_b=True)
+      regularised = gram + self.fold_in_l2 * tf.eye(num_ratings, dtype=tf.float64)
+      coefficients = tf.linalg.cholesky_solve(tf.linalg.cholesky(regularised), residuals)
+      return tf.matmul(design, coefficients, transpose_a=True)
+
+    delta = tf.cond(num_ratings < num_parameters, dual, primal)[..., 0]
+    theta = tf.cast(prior + delta, tf.float32)
+    return theta[:, :-1], theta[:, -1]
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+  def similar_items(self, item_id):
+    items = self.item_table.lookup(item_id)
+    known = items >= 0
+    items = tf.maximum(items, 0)
+    similarities = tf.matmul(tf.gather(self.item_unit_vectors, items), self.item_unit_vectors,
+                             transpose_b=True)
+    excluded = (tf.one_hot(items, self.num_items, on_value=True, off_value=False)
+                | ~known[:, tf.newaxis])
+    return self._top_k(similarities, similarities, excluded)
+
+  def serving_signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    return {"serving_default": self.rate.get_concrete_function(),
+            "recommend": self.recommend.get_concrete_function(),
+            "recommend_for_ratings": self.recommend_for_ratings.get_concrete_function(),
+            "similar_items": self.similar_items.get_concrete_function()}
+
+
+def _warmup_inputs(arrays: _ServingArrays,
+                   rating: float) -> list[tuple[str, dict[str, np.ndarray]]]:
+  """Requests of batch size 1 and 8 per signature, one id unknown, as (signature, inputs)."""
+  unknown = "__unknown_warmup_id__"
+  size = min(8, arrays.user_ids.shape[0] + 1, arrays.item_ids.shape[0] + 1)
+  users = np.append(arrays.user_ids[:size - 1], unknown).astype(object)
+  items = np.append(arrays.item_ids[:size - 1], unknown).astype(object)
+  requests = []
+  for batch in (slice(0, 1), slice(0, size)):
+    requests += [
+        ("serving_default", {"user_id": users[batch], "item_id": items[batch]}),
+        ("recommend", {"user_id": users[batch]}),
+        ("recommend_for_ratings", {"item_ids": np.tile(items[batch], (2, 1)),
+                                   "ratings": np.full((2, items[batch].shape[0]), rating,
+                                                      np.float32)}),
+        ("similar_items", {"item_id": items[batch]}),
+    ]
+  return requests
+
+
+def _write_warmup_requests(path: str, requests) -> None:
+  """Writes (signature, inputs) pairs as TF Serving's PredictionLog warmup TFRecord."""
+  if len(requests) > MAX_WARMUP_RECORDS:
+    raise ValueError(f"{len(requests)} warmup requests exceed TF Serving's {MAX_WARMUP_RECORDS}")
+  with tf.io.TFRecordWriter(path) as writer:
+    for signature_name, inputs in requests:
+      request = predict_pb2.PredictRequest()
+      request.model_spec.signature_name = signature_name
+      for name, value in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+      log = prediction_log_pb2.PredictionLog(
+          predict_log=prediction_log_pb2.PredictLog(request=request))
+      writer.write(log.SerializeToString())
+
+
+def _json_value(value):
+  if isinstance(value, (np.generic, np.ndarray)):
+    return value.tolist()
+  return str(value)
+
+
+def _write_metadata(path: str, model: AutoRec, layout: RowLayout, config: ExportConfig,
+                    metadata: dict | None) -> None:
+  record = {
+      "keras_autorec_version": keras_autorec.__version__,
+      "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      "model_config": model.get_config(),
+      "export_config": dataclasses.asdict(config),
+      "item_based": layout.item_based,
+      "num_users": int(layout.user_ids().shape[0]),
+      "num_items": int(layout.item_ids().shape[0]),
+      "training_ratings": layout.train.nnz,
+      "rating_scale": list(layout.rating_scale),
+      "signatures": list(SIGNATURE_NAMES),
+      **(metadata or {}),
+  }
+  with open(path, "w") as f:
+    json.dump(record, f, indent=2, sort_keys=True, default=_json_value)
+
+
+def _write_saved_model(directory: str, model: AutoRec, layout: RowLayout, config: ExportConfig,
+                       metadata: dict | None) -> None:
+  """Writes the complete SavedModel with its assets.extra into `directory`."""
+  arrays = _serving_arrays(model, layout)
+  module = _ServingModule(arrays, model, config)
+  tf.saved_model.save(module, directory, signatures=module.serving_signatures())
+  extra = os.path.join(directory, ASSETS_EXTRA)
+  os.makedirs(extra, exist_ok=True)
+  _write_metadata(os.path.join(extra, METADATA_FILE), model, layout, config, metadata)
+  if config.warmup_requests:
+    _write_warmup_requests(os.path.join(extra, WARMUP_FILE),
+                           _warmup_inputs(arrays, float(np.mean(model.rating_scale))))
+
+
+def existing_versions(export_dir: str) -> list[int]:
+  """The integer version directories under `export_dir`, ascending, as TF Serving sees them."""
+  if not os.path.isdir(export_dir):
+    return []
+  return sorted(int(name) for name in os.listdir(export_dir)
+                if re.fullmatch(r"\d+", name) and os.path.isdir(os.path.join(export_dir, name)))
+
+
+def _fsync_tree(directory: str) -> None:
+  """Flushes every file and directory under `directory` to disk, so a rename publishes data."""
+  for root, _, files in os.walk(directory):
+    for name in files:
+      with open(os.path.join(root, name), "rb") as f:
+        os.fsync(f.fileno())
+    _fsync_directory(root)
+
+
+def _fsync_directory(directory: str) -> None:
+  descriptor = os.open(directory, os.O_RDONLY)
+  try:
+    os.fsync(descriptor)
+  finally:
+    os.close(descriptor)
+
+
+def _publish(partial_dir: str, export_dir: str) -> str:
+  """Renames `partial_dir` to the next free integer version; returns the version's path."""
+  for _ in range(_MAX_VERSION_ATTEMPTS):
+    versions = existing_versions(export_dir)
+    version_dir = os.path.join(export_dir, str(versions[-1] + 1 if versions else 1))
+    try:
+      # Atomic: TF Serving sees either no version or the complete one. Renaming onto a non-empty
+      # directory fails, so a version another exporter published meanwhile is never replaced.
+      os.rename(partial_dir, version_dir)
+    except OSError as error:
+      if error.errno in (errno.EEXIST, errno.ENOTEMPTY) and os.path.isdir(version_dir):
+        continue
+      raise
+    _fsync_directory(export_dir)  # persists the rename itself
+    return version_dir
+  raise RuntimeError(f"could not claim a new version under {export_dir} after "
+                     f"{_MAX_VERSION_ATTEMPTS} attempts")
+
+
+def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
+                 metadata: dict | None = None) -> str:
+  """Exports a new integer version under config.export_dir atomically; returns its path.
+
+  Args:
+    model: the trained AutoRec.
+    layout: the training layout the model was fitted on (ids, training ratings).
+    config: where and how to export.
+    metadata: JSON-serialisable facts to record, e.g. the dataset, split and metrics; written
+      with the model and export configuration to `<version>/assets.extra/metadata.json`.
+  """
+  if config.top_k < 1:
+    raise ValueError(f"top_k must be positive, got {config.top_k}")
+  if not config.fold_in_l2 > 0:
+    raise ValueError(f"fold_in_l2 must be positive, got {config.fold_in_l2}")
+  os.makedirs(config.export_dir, exist_ok=True)
+  # A non-integer sibling: TF Serving never loads it and version numbering ignores it, so an
+  # export killed before the rename leaves at worst an inert `.partial-*` directory.
+  partial_dir = tempfile.mkdtemp(prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-",
+                                 dir=config.export_dir)
+  try:
+    _write_saved_model(partial_dir, model, layout, config, metadata)
+    _fsync_tree(partial_dir)
+    return _publish(partial_dir, config.export_dir)
+  finally:
+    if os.path.isdir(partial_dir):
+      shutil.rmtree(partial_dir, ignore_errors=True)

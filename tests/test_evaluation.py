@@ -1,0 +1,58 @@
+"""Tests for keras_autorec.evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_autorec import evaluation, training
+from keras_autorec.data import layout as layout_lib
+
+
+@pytest.fixture(scope="module")
+def model_and_layout(split):
+  layout = layout_lib.build_layout(split.train, item_based=True)
+  keras.utils.set_random_seed(0)
+  model = training.build_model(training.ModelConfig(hidden_units=(4,)), layout)
+  model.output_layer.bias.assign(np.linspace(1.0, 5.0, layout.num_columns).astype(np.float32))
+  return model, layout
+
+
+def test_predict_pairs(model_and_layout):
+  model, layout = model_and_layout
+  rows = np.array([3, -1, 0, 3, 7, 2, 0])
+  columns = np.array([1, 4, -1, 9, 0, 5, 2])
+  predictions = evaluation.predict_pairs(model, layout, rows, columns, default_rating=2.5,
+                                         batch_size=2)
+  full = model.predict_ratings(layout.train.to_dense()).numpy()
+  seen = (rows >= 0) & (columns >= 0)
+  np.testing.assert_array_equal(predictions[~seen], 2.5)
+  np.testing.assert_allclose(predictions[seen], full[rows[seen], columns[seen]], rtol=1e-6)
+
+
+def test_evaluate_ratings_counts_defaults(split, model_and_layout):
+  model, layout = model_and_layout
+  errors = evaluation.evaluate_ratings(model, layout, split.test, default_rating=3.0)
+  rows, columns = layout.positions(split.test)
+  predictions = evaluation.predict_pairs(model, layout, rows, columns, 3.0)
+  assert errors.num_ratings == split.test.num_ratings
+  assert errors.num_default == int(np.sum((rows < 0) | (columns < 0)))
+  assert errors.rmse == pytest.approx(
+      np.sqrt(np.mean((split.test.rating - predictions) ** 2)), rel=1e-6)
+  assert set(errors.as_dict("test")) == {"test_rmse", "test_mae", "test_ratings",
+                                         "test_default_predictions"}
+
+
+def test_mean_and_ci95():
+  assert evaluation.mean_and_ci95([1.0, 2.0, 3.0]) == pytest.approx((2.0, 4.303 / math.sqrt(3)))
+  values = [0.9, 1.1, 1.0, 1.2, 0.8]
+  mean, half = evaluation.mean_and_ci95(values)
+  assert mean == pytest.approx(1.0)
+  assert half == pytest.approx(2.776 * np.std(values, ddof=1) / math.sqrt(5))
+  assert evaluation.mean_and_ci95([0.7]) == (pytest.approx(0.7), 0.0)
+  many = np.arange(40.0)
+  assert evaluation.mean_and_ci95(many)[1] == pytest.approx(
+      1.96 * many.std(ddof=1) / math.sqrt(40))

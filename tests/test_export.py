@@ -1,0 +1,464 @@
+"""Tests of the TF Serving export: signatures against the Keras model, versioning, assets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from keras_autorec import evaluation, export, training
+from keras_autorec.data import ratings as ratings_lib
+from keras_autorec.data import splits
+import tf_serving_fake
+
+NUM_USERS, NUM_ITEMS = 48, 36
+DEFAULT_RATING = 2.5
+UNKNOWN_ID = "no-such-id"
+NON_STOCK_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+
+
+def synthetic_ratings(num_users: int = NUM_USERS, num_items: int = NUM_ITEMS,
+                      density: float = 0.7, seed: int = 0) -> ratings_lib.Ratings:
+  """Rank-2 ratings on 1..5 with noise; ids are strings that do not sort like their numbers."""
+  rng = np.random.default_rng(seed)
+  user_factors = rng.normal(size=(num_users, 2))
+  item_factors = rng.normal(size=(num_items, 2))
+  users, items = np.nonzero(rng.random((num_users, num_items)) < density)
+  values = 3.0 + np.sum(user_factors[users] * item_factors[items], axis=1)
+  values = np.clip(np.round(values + rng.normal(scale=0.3, size=values.shape)), 1, 5)
+  return ratings_lib.from_raw(np.char.add("u", users.astype(str)),
+                              np.char.add("i", items.astype(str)), values, None, (1, 5),
+                              "synthetic")
+
+
+@dataclasses.dataclass
+class Exported:
+  trained: training.TrainedModel
+  path: str
+  config: export.ExportConfig
+
+  @property
+  def model(self):
+    return self.trained.model
+
+  @property
+  def layout(self):
+    return self.trained.layout
+
+
+@pytest.fixture(scope="module")
+def split() -> splits.RatingsSplit:
+  return splits.random_split(synthetic_ratings(), seed=0)
+
+
+def train(split: splits.RatingsSplit, item_based: bool) -> training.TrainedModel:
+  # Trained close enough to convergence that the I-AutoRec fold-in can recover its users.
+  return training.fit(
+      split, training.ModelConfig(item_based=item_based, hidden_units=(8,), l2_weight=1e-3),
+      training.TrainConfig(epochs=30, batch_size=64, learning_rate=3e-2, patience=30,
+                           verbose=0))
+
+
+@pytest.fixture(scope="module")
+def cache() -> dict:
+  """Trained exports and loaded models shared by the tests of this module, built on first use."""
+  return {}
+
+
+@pytest.fixture(params=[True, False], ids=["I-AutoRec", "U-AutoRec"])
+def exported(request, cache, split, tmp_path_factory) -> Exported:
+  key = ("exported", request.param)
+  if key not in cache:
+    trained = train(split, item_based=request.param)
+    # K above the number of items is clamped to it, so the lists hold every item.
+    config = export.ExportConfig(export_dir=str(tmp_path_factory.mktemp("export") / "autorec"),
+                                 top_k=1000, default_rating=DEFAULT_RATING)
+    path = export.export_model(trained.model, trained.layout, config, metadata={"run": "test"})
+    cache[key] = Exported(trained, path, config)
+  return cache[key]
+
+
+class Tf1Signatures:
+  """Runs SignatureDefs by their tensor names in a TF1 session, as TF Serving's C++ does."""
+
+  def __init__(self, path: str):
+    self.graph = tf.Graph()
+    self.session = tf.compat.v1.Session(graph=self.graph)
+    with self.graph.as_default():
+      meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path)
+    self.signature_defs = meta_graph.signature_def
+
+  def __call__(self, name: str, **inputs) -> dict[str, np.ndarray]:
+    signature = self.signature_defs[name]
+    fetches = {key: info.name for key, info in signature.outputs.items()}
+    feed = {signature.inputs[key].name: value for key, value in inputs.items()}
+    return self.session.run(fetches, feed_dict=feed)
+
+
+class LoadedSignatures:
+  """Runs the signatures of `tf.saved_model.load`."""
+
+  def __init__(self, path: str):
+    self.loaded = tf.saved_model.load(path)
+
+  def __call__(self, name: str, **inputs) -> dict[str, np.ndarray]:
+    outputs = self.loaded.signatures[name](**{key: tf.constant(value)
+                                              for key, value in inputs.items()})
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+@pytest.fixture(params=[LoadedSignatures, Tf1Signatures], ids=["saved_model.load", "tf1_session"])
+def run(request, cache, exported):
+  """run(signature name, **inputs) -> outputs as numpy, item ids decoded to str."""
+  key = (request.param, exported.path)
+  if key not in cache:
+    cache[key] = request.param(exported.path)
+  signatures = cache[key]
+
+  def run_signature(name: str, **inputs) -> dict[str, np.ndarray]:
+    outputs = signatures(name, **inputs)
+    if "item_ids" in outputs:
+      outputs["item_ids"] = np.vectorize(bytes.decode, otypes=[object])(outputs["item_ids"])
+    return outputs
+
+  return run_signature
+
+
+def as_ids(values) -> np.ndarray:
+  return np.asarray(values, dtype=object)
+
+
+def reconstruction(model, layout) -> tuple[np.ndarray, np.ndarray]:
+  """Unclipped and clipped Keras predictions as [users, items] matrices."""
+  inputs = layout.train.to_dense()
+  unclipped = ops.convert_to_numpy(model(inputs, training=False))
+  clipped = ops.convert_to_numpy(model.predict_ratings(inputs))
+  if layout.item_based:
+    return unclipped.T, clipped.T
+  return unclipped, clipped
+
+
+def training_mask(layout) -> np.ndarray:
+  """bool [users, items], True where the user rated the item in training."""
+  rated = layout.train.to_dense() != 0
+  return rated.T if layout.item_based else rated
+
+
+def check_top_k(item_ids, scores, expected_ranking, expected_scores, excluded, item_vocabulary):
+  """Top-K rows list every non-excluded item once, best first, with the expected scores."""
+  for row in range(item_ids.shape[0]):
+    available = ~excluded[row]
+    num_available = int(available.sum())
+    listed = item_ids[row, :num_available]
+    positions = np.searchsorted(item_vocabulary, listed.astype(str))
+    assert sorted(positions.tolist()) == np.flatnonzero(available).tolist()
+    assert all(id_ == "" for id_ in item_ids[row, num_available:])
+    assert np.all(np.isneginf(scores[row, num_available:]))
+    np.testing.assert_allclose(scores[row, :num_available], expected_scores[row, positions],
+                               atol=1e-4)
+    assert np.all(np.diff(expected_ranking[row, positions]) <= 1e-4)
+
+
+def test_serving_default_matches_keras_and_defaults_unknown_ids(exported, run):
+  layout = exported.layout
+  user_ids = np.append(layout.user_ids(), UNKNOWN_ID)
+  item_ids = np.append(layout.item_ids(), UNKNOWN_ID)
+  users, items = (grid.ravel() for grid in np.meshgrid(np.arange(user_ids.shape[0]),
+                                                       np.arange(item_ids.shape[0])))
+  user_positions = np.where(users < layout.user_ids().shape[0], users, -1)
+  item_positions = np.where(items < layout.item_ids().shape[0], items, -1)
+  rows, columns = ((item_positions, user_positions) if layout.item_based
+                   else (user_positions, item_positions))
+  expected = evaluation.predict_pairs(exported.model, layout, rows, columns, DEFAULT_RATING)
+
+  rating = run("serving_default", user_id=as_ids(user_ids[users]),
+               item_id=as_ids(item_ids[items]))["rating"]
+  assert rating.dtype == np.float32
+  np.testing.assert_allclose(rating, expected, atol=1e-4)
+  unknown = (user_positions < 0) | (item_positions < 0)
+  assert unknown.sum() == user_ids.shape[0] + item_ids.shape[0] - 1
+  np.testing.assert_array_equal(rating[unknown], DEFAULT_RATING)
+  assert rating.min() >= 1.0 and rating.max() <= 5.0
+
+
+def test_recommend_matches_keras_excludes_training_items_and_is_sorted(exported, run):
+  layout = exported.layout
+  unclipped, clipped = reconstruction(exported.model, layout)
+  outputs = run("recommend", user_id=as_ids(layout.user_ids()))
+  assert outputs["item_ids"].shape == (layout.user_ids().shape[0], NUM_ITEMS)
+  check_top_k(outputs["item_ids"], outputs["scores"], unclipped, clipped, training_mask(layout),
+              layout.item_ids())
+  finite = np.where(np.isfinite(outputs["scores"]), outputs["scores"], -1e9)
+  assert np.all(np.diff(finite, axis=1) <= 0)
+
+
+def test_recommend_for_unknown_user_is_the_fold_in_of_no_ratings(exported, run):
+  cold = run("recommend", user_id=as_ids([UNKNOWN_ID]))
+  empty = run("recommend_for_ratings", item_ids=as_ids([["", UNKNOWN_ID]]),
+              ratings=np.array([[0.0, 4.0]], np.float32))
+  assert cold["item_ids"].tolist() == empty["item_ids"].tolist()
+  np.testing.assert_allclose(cold["scores"], empty["scores"], atol=1e-5)
+  assert np.all(np.isfinite(cold["scores"]))  # nothing is excluded for an unknown user
+
+
+def test_u_autorec_fold_in_of_own_ratings_equals_recommend(exported, run):
+  layout = exported.layout
+  if layout.item_based:
+    pytest.skip("U-AutoRec only: it re-encodes the same rating vector")
+  users = np.arange(0, layout.num_rows, 5)
+  item_ids, ratings = padded_training_ratings(layout, users)
+  folded_in = run("recommend_for_ratings", item_ids=item_ids, ratings=ratings)
+  recommended = run("recommend", user_id=as_ids(layout.user_ids()[users]))
+  assert folded_in["item_ids"].tolist() == recommended["item_ids"].tolist()
+  np.testing.assert_allclose(folded_in["scores"], recommended["scores"], atol=1e-4)
+  # ... and the Keras model on a new user's vector gives the same scores.
+  unclipped, clipped = reconstruction(exported.model, layout)
+  check_top_k(folded_in["item_ids"], folded_in["scores"], unclipped[users], clipped[users],
+              training_mask(layout)[users], layout.item_ids())
+
+
+def padded_training_ratings(layout, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Each user's training (item ids, ratings), padded with "" to [len(users), L]."""
+  dense = layout.train.to_dense()
+  by_user = dense.T if layout.item_based else dense
+  width = int((by_user[users] != 0).sum(axis=1).max()) + 1  # at least one padding slot
+  item_ids = np.full((users.shape[0], width), "", dtype=object)
+  ratings = np.zeros((users.shape[0], width), np.float32)
+  for row, user in enumerate(users):
+    items = np.flatnonzero(by_user[user])
+    item_ids[row, :items.shape[0]] = layout.item_ids()[items]
+    ratings[row, :items.shape[0]] = by_user[user, items]
+  return item_ids, ratings
+
+
+def item_codes(model, layout) -> np.ndarray:
+  return ops.convert_to_numpy(model.encode(layout.train.to_dense(), training=False))
+
+
+def numpy_ridge_scores(model, layout, fold_in_l2, item_ids, ratings) -> np.ndarray:
+  """I-AutoRec fold-in scores (unclipped) by numpy's least squares, [users, items]."""
+  codes = item_codes(model, layout)
+  kernel = ops.convert_to_numpy(model.output_layer.kernel)
+  bias = ops.convert_to_numpy(model.output_layer.bias)
+  prior = np.append(kernel.mean(axis=1), bias.mean())
+  position = {id_: n for n, id_ in enumerate(layout.item_ids())}
+  scores = []
+  for ids, values in zip(item_ids, ratings):
+    known = [n for n, id_ in enumerate(ids) if id_ in position]
+    rated = [position[ids[n]] for n in known]
+    targets = values[known]
+    design = np.hstack([codes[rated], np.ones((len(rated), 1))])
+    stacked = np.vstack([design, np.sqrt(fold_in_l2) * np.eye(design.shape[1])])
+    residuals = np.concatenate([targets - design @ prior, np.zeros(design.shape[1])])
+    theta = prior + np.linalg.lstsq(stacked, residuals, rcond=None)[0]
+    scores.append(codes @ theta[:-1] + theta[-1])
+  return np.asarray(scores)
+
+
+@pytest.mark.parametrize("num_rated, width", [(1, 3), (2, 3), (23, 24)],
+                         ids=["one_rating_dual", "two_ratings_dual", "many_ratings_primal"])
+def test_i_autorec_fold_in_is_the_ridge_solution(exported, run, num_rated, width):
+  layout = exported.layout
+  if not layout.item_based:
+    pytest.skip("I-AutoRec only")
+  # Widths below the hidden units + 1 take the dual form of the solve, others the primal.
+  rated = np.arange(2, 2 + num_rated)
+  item_ids = np.full((2, width), "", dtype=object)
+  item_ids[0, :num_rated] = layout.item_ids()[rated]
+  item_ids[1, width - num_rated:] = layout.item_ids()[rated[::-1]]
+  ratings = np.zeros(item_ids.shape, np.float32)
+  ratings[0, :num_rated] = np.linspace(5, 1, num_rated)
+  ratings[1, width - num_rated:] = ratings[0, :num_rated][::-1]
+  expected = numpy_ridge_scores(exported.model, layout, exported.config.fold_in_l2,
+                                item_ids, ratings)
+  np.testing.assert_allclose(expected[0], expected[1], atol=1e-5)
+  outputs = run("recommend_for_ratings", item_ids=item_ids, ratings=ratings)
+  excluded = np.zeros((2, NUM_ITEMS), bool)
+  excluded[:, rated] = True
+  check_top_k(outputs["item_ids"], outputs["scores"], expected, np.clip(expected, 1, 5), excluded,
+              layout.item_ids())
+
+
+def test_i_autorec_fold_in_of_own_ratings_approximates_the_trained_user(exported, run):
+  layout = exported.layout
+  if not layout.item_based:
+    pytest.skip("I-AutoRec only: U-AutoRec reproduces recommend exactly")
+  users = np.arange(0, layout.num_columns, 4)
+  item_ids, ratings = padded_training_ratings(layout, users)
+  folded_in = run("recommend_for_ratings", item_ids=item_ids, ratings=ratings)
+  recommended = run("recommend", user_id=as_ids(layout.user_ids()[users]))
+  correlations, overlaps = [], []
+  for row in range(users.shape[0]):
+    scores = dict(zip(folded_in["item_ids"][row], folded_in["scores"][row]))
+    scores.pop("", None)
+    trained = dict(zip(recommended["item_ids"][row], recommended["scores"][row]))
+    assert sorted(scores) == sorted(id_ for id_ in trained if id_)
+    ids = sorted(scores)
+    correlations.append(np.corrcoef([scores[i] for i in ids], [trained[i] for i in ids])[0, 1])
+    top = 5
+    overlaps.append(len(set(folded_in["item_ids"][row, :top])
+                        & set(recommended["item_ids"][row, :top])) / top)
+  assert np.median(correlations) > 0.8, correlations
+  assert np.mean(overlaps) > 0.5, overlaps
+
+
+def test_recommend_for_ratings_ignores_padding_and_unknown_items(exported, run):
+  item_ids = as_ids([["i1", "i2", "", ""], ["", "i2", UNKNOWN_ID, "i1"]])
+  ratings = np.array([[4.0, 2.0, 0.0, 0.0], [3.0, 2.0, 5.0, 4.0]], np.float32)
+  outputs = run("recommend_for_ratings", item_ids=item_ids, ratings=ratings)
+  assert outputs["item_ids"][0].tolist() == outputs["item_ids"][1].tolist()
+  np.testing.assert_allclose(outputs["scores"][0], outputs["scores"][1], atol=1e-5)
+  assert not {"i1", "i2"} & set(outputs["item_ids"][0])
+  assert outputs["item_ids"][0].tolist()[-2:] == ["", ""]
+
+
+def test_similar_items_is_cosine_similarity_without_the_item_itself(exported, run):
+  layout, model = exported.layout, exported.model
+  if layout.item_based:
+    vectors = item_codes(model, layout)
+  else:
+    vectors = ops.convert_to_numpy(model.output_layer.kernel).T
+  unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+  expected = unit @ unit.T
+  outputs = run("similar_items", item_id=as_ids(layout.item_ids()))
+  check_top_k(outputs["item_ids"], outputs["scores"], expected, expected,
+              np.eye(NUM_ITEMS, dtype=bool), layout.item_ids())
+  unknown = run("similar_items", item_id=as_ids([UNKNOWN_ID]))
+  assert set(unknown["item_ids"][0]) == {""} and np.all(np.isneginf(unknown["scores"]))
+
+
+def test_signature_defs_follow_the_contract(exported):
+  signature_defs = tf_serving_fake.read_signature_defs(exported.path)
+  assert sorted(name for name in signature_defs if not name.startswith("__")) == sorted(
+      export.SIGNATURE_NAMES)
+
+  def spec(tensor_infos):
+    return {name: (tf.dtypes.as_dtype(info.dtype).name,
+                   [dim.size for dim in info.tensor_shape.dim])
+            for name, info in tensor_infos.items()}
+
+  top_k = {"item_ids": ("string", [-1, NUM_ITEMS]), "scores": ("float32", [-1, NUM_ITEMS])}
+  expected = {
+      "serving_default": ({"user_id": ("string", [-1]), "item_id": ("string", [-1])},
+                          {"rating": ("float32", [-1])}),
+      "recommend": ({"user_id": ("string", [-1])}, top_k),
+      "recommend_for_ratings": ({"item_ids": ("string", [-1, -1]),
+                                 "ratings": ("float32", [-1, -1])}, top_k),
+      "similar_items": ({"item_id": ("string", [-1])}, top_k),
+  }
+  for name, (inputs, outputs) in expected.items():
+    assert signature_defs[name].method_name == "tensorflow/serving/predict"
+    assert spec(signature_defs[name].inputs) == inputs
+    assert spec(signature_defs[name].outputs) == outputs
+
+
+def test_signatures_use_only_stock_ops(exported):
+  saved_model = saved_model_pb2.SavedModel()
+  saved_model.ParseFromString(pathlib.Path(exported.path, "saved_model.pb").read_bytes())
+  (meta_graph,) = saved_model.meta_graphs
+  graph = meta_graph.graph_def
+  op_types = {node.op for node in graph.node}
+  for function in graph.library.function:
+    op_types |= {node.op for node in function.node_def}
+  function_names = {function.signature.name for function in graph.library.function}
+  op_types -= function_names  # calls of library functions by name
+  assert not op_types & NON_STOCK_OPS
+  assert not {op for op in op_types if "Dataset" in op or "Iterator" in op}
+  # Ops compiled into TensorFlow are in tf.raw_ops; custom kernels loaded at runtime are not.
+  assert {op for op in op_types if not hasattr(tf.raw_ops, op)} == set()
+  assert {"HashTableV2", "LookupTableFindV2", "TopKV2"} <= op_types
+
+
+def test_warmup_requests_cover_every_signature_and_replay(exported):
+  path = os.path.join(exported.path, export.ASSETS_EXTRA, export.WARMUP_FILE)
+  logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+          for record in tf.data.TFRecordDataset(path)]
+  assert 0 < len(logs) <= 1000
+  requests = [log.predict_log.request for log in logs]
+  assert {request.model_spec.signature_name for request in requests} == set(
+      export.SIGNATURE_NAMES)
+  signatures = tf.saved_model.load(exported.path).signatures
+  for request in requests:
+    signatures[request.model_spec.signature_name](
+        **{name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()})
+
+
+def test_metadata_records_the_model_and_the_callers_facts(exported):
+  path = os.path.join(exported.path, export.ASSETS_EXTRA, export.METADATA_FILE)
+  with open(path) as f:
+    metadata = json.load(f)
+  assert metadata["run"] == "test"
+  assert metadata["keras_autorec_version"]
+  assert metadata["model_config"]["hidden_units"] == [8]
+  assert metadata["item_based"] == exported.layout.item_based
+  assert metadata["export_config"]["top_k"] == 1000
+  assert (metadata["num_users"], metadata["num_items"]) == (NUM_USERS, NUM_ITEMS)
+
+
+@pytest.fixture(scope="module")
+def small_model(split) -> training.TrainedModel:
+  return training.fit(split, training.ModelConfig(hidden_units=(8,)),
+                      training.TrainConfig(epochs=1, batch_size=16, verbose=0))
+
+
+def test_exports_are_numbered_versions_and_partial_dirs_never_count(small_model, tmp_path):
+  config = export.ExportConfig(export_dir=str(tmp_path / "autorec"), top_k=5,
+                               warmup_requests=False)
+  first = export.export_model(small_model.model, small_model.layout, config)
+  assert first == os.path.join(config.export_dir, "1")
+  # A leftover of a killed export, even holding a complete SavedModel, is not a version.
+  leftover = os.path.join(config.export_dir, ".partial-12345-abc")
+  shutil.copytree(first, leftover)
+  second = export.export_model(small_model.model, small_model.layout, config)
+  assert second == os.path.join(config.export_dir, "2")
+  assert export.existing_versions(config.export_dir) == [1, 2]
+  assert tf_serving_fake.find_versions(config.export_dir) == [1, 2]
+  assert sorted(os.listdir(config.export_dir)) == [".partial-12345-abc", "1", "2"]
+  outputs = tf.saved_model.load(second).signatures["recommend"](user_id=tf.constant(["u1"]))
+  assert outputs["item_ids"].shape == (1, 5)
+
+
+def test_crash_mid_export_leaves_no_new_version(small_model, tmp_path, monkeypatch):
+  config = export.ExportConfig(export_dir=str(tmp_path / "autorec"))
+  export.export_model(small_model.model, small_model.layout, config)
+
+  def crash(*args, **kwargs):
+    raise RuntimeError("killed while writing the warmup requests")
+
+  # By then the SavedModel itself is written in full.
+  monkeypatch.setattr(export, "_write_warmup_requests", crash)
+  with pytest.raises(RuntimeError, match="killed"):
+    export.export_model(small_model.model, small_model.layout, config)
+  assert os.listdir(config.export_dir) == ["1"]
+
+
+def test_concurrent_exporter_taking_the_version_makes_the_next_one(small_model, tmp_path,
+                                                                   monkeypatch):
+  config = export.ExportConfig(export_dir=str(tmp_path / "autorec"), warmup_requests=False)
+  export.export_model(small_model.model, small_model.layout, config)
+  existing_versions = export.existing_versions
+  stale_listings = [[]]  # the first listing predates another exporter publishing version 1
+
+  def listing(export_dir):
+    return stale_listings.pop() if stale_listings else existing_versions(export_dir)
+
+  monkeypatch.setattr(export, "existing_versions", listing)
+  path = export.export_model(small_model.model, small_model.layout, config)
+  assert path == os.path.join(config.export_dir, "2")
+  assert sorted(os.listdir(config.export_dir)) == ["1", "2"]
+
+
+def test_export_validates_its_config(small_model, tmp_path):
+  for bad in ({"top_k": 0}, {"fold_in_l2": 0.0}):
+    config = export.ExportConfig(export_dir=str(tmp_path / "autorec"), **bad)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+      export.export_model(small_model.model, small_model.layout, config)

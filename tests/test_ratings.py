@@ -1,0 +1,58 @@
+"""Tests for keras_autorec.data.ratings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_autorec.data import ratings as ratings_lib
+
+
+def _from_raw(users, items, rating, timestamp=None, **kwargs):
+  return ratings_lib.from_raw(np.array(users), np.array(items), np.array(rating, np.float32),
+                              None if timestamp is None else np.array(timestamp),
+                              rating_scale=(1.0, 5.0), source="src", **kwargs)
+
+
+def test_factorises_string_ids():
+  ratings = _from_raw(["b", "a", "10", "b"], ["x", "y", "x", "z"], [1, 2, 3, 4])
+  assert list(ratings.user_ids) == ["10", "a", "b"]
+  assert list(ratings.item_ids) == ["x", "y", "z"]
+  assert list(ratings.user_ids[ratings.user_index]) == ["b", "a", "10", "b"]
+  assert list(ratings.item_ids[ratings.item_index]) == ["x", "y", "x", "z"]
+  assert ratings.user_index.dtype == np.int32 and ratings.rating.dtype == np.float32
+  assert ratings.timestamp.dtype == np.int64 and ratings.duplicates_removed == 0
+
+
+def test_numeric_ids_are_strings():
+  ratings = ratings_lib.from_raw(np.array([7, 7]), np.array([1, 2]), np.array([1.0, 2.0]),
+                                 None, (1.0, 5.0), "src")
+  assert list(ratings.user_ids) == ["7"] and list(ratings.item_ids) == ["1", "2"]
+
+
+def test_dedup_keeps_latest_and_last_on_ties():
+  ratings = _from_raw(["u", "u", "u", "v", "v", "w"], ["i", "i", "i", "i", "i", "i"],
+                      [1, 2, 3, 4, 5, 1], timestamp=[5, 9, 1, 3, 3, 0])
+  assert ratings.duplicates_removed == 3
+  kept = {(ratings.user_ids[u], ratings.item_ids[i]): r
+          for u, i, r in zip(ratings.user_index, ratings.item_index, ratings.rating)}
+  assert kept == {("u", "i"): 2.0, ("v", "i"): 5.0, ("w", "i"): 1.0}
+  assert ratings.num_ratings == 3
+
+
+def test_empty_input():
+  with pytest.raises(ratings_lib.RatingsError, match="no ratings"):
+    _from_raw([], [], [])
+
+
+def test_out_of_scale_names_line():
+  with pytest.raises(ratings_lib.RatingsError, match=r"src:17: rating 6\.0"):
+    _from_raw(["a", "b"], ["x", "y"], [3, 6], line_numbers=np.array([12, 17]))
+  with pytest.raises(ratings_lib.RatingsError, match="rating #0"):
+    _from_raw(["a"], ["x"], [np.nan])
+
+
+def test_subset_keeps_vocabularies():
+  ratings = _from_raw(["a", "b", "c"], ["x", "y", "z"], [1, 2, 3])
+  subset = ratings.subset(np.array([2]))
+  assert subset.num_users == 3 and subset.num_ratings == 1 and subset.rating[0] == 3.0

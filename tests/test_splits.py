@@ -1,0 +1,45 @@
+"""Tests for keras_autorec.data.splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_autorec.data import splits
+
+
+def _pairs(ratings):
+  return set(zip(ratings.user_index.tolist(), ratings.item_index.tolist()))
+
+
+def test_random_split_disjoint_covering_sizes(ratings):
+  split = splits.random_split(ratings, 0.1, 0.1, seed=3)
+  parts = [_pairs(split.train), _pairs(split.validation), _pairs(split.test)]
+  assert [len(p) for p in parts] == [648, 72, 80]
+  assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+  assert parts[0] | parts[1] | parts[2] == _pairs(ratings)
+  assert split.train.num_users == ratings.num_users
+
+
+def test_random_split_seeded(ratings):
+  a = splits.random_split(ratings, seed=1)
+  b = splits.random_split(ratings, seed=1)
+  c = splits.random_split(ratings, seed=2)
+  np.testing.assert_array_equal(a.test.rating, b.test.rating)
+  assert _pairs(a.test) == _pairs(b.test) and _pairs(a.validation) == _pairs(b.validation)
+  assert _pairs(a.test) != _pairs(c.test)
+
+
+def test_random_split_fractions_validated(ratings):
+  with pytest.raises(ValueError, match="test_fraction"):
+    splits.random_split(ratings, test_fraction=1.0)
+
+
+def test_hold_out_validation(ratings):
+  first = splits.random_split(ratings, 0.2, 0.0, seed=0)
+  split = splits.hold_out_validation(first.train, first.test, 0.25, seed=4, description="given")
+  assert split.test is first.test
+  assert (split.train.num_ratings, split.validation.num_ratings) == (480, 160)
+  assert not _pairs(split.train) & _pairs(split.validation)
+  assert _pairs(split.train) | _pairs(split.validation) == _pairs(first.train)
+  assert split.description.startswith("given")

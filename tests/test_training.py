@@ -1,0 +1,154 @@
+"""Tests for keras_autorec.training: fitting, early stopping, resuming and mixed precision."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_autorec import training
+from keras_autorec.data import input as data_input
+from keras_autorec.data import splits
+from keras_autorec.data.layout import build_layout
+
+MODEL = training.ModelConfig(hidden_units=(16,), l2_weight=1e-4)
+
+
+def _config(**kwargs):
+  return training.TrainConfig(**{"epochs": 60, "patience": 100, "verbose": 0, **kwargs})
+
+
+def _global_mean_rmse(split):
+  return float(np.sqrt(np.mean((split.validation.rating - split.train.rating.mean()) ** 2)))
+
+
+def test_fit_beats_global_mean(split):
+  trained = training.fit(split, MODEL, _config(epochs=30, optimizer="adam", learning_rate=0.05,
+                                               batch_size=4))
+  metrics = training.evaluate(trained, split)
+  assert metrics["validation_rmse"] < 0.92 * _global_mean_rmse(split)
+
+
+def test_early_stopping_restores_best_weights(split):
+  trained = training.fit(split, training.ModelConfig(hidden_units=(4,)),
+                         _config(epochs=40, patience=2, optimizer="adam", learning_rate=0.3))
+  history = trained.history["val_rmse"]
+  assert trained.epochs_run == len(history) < 60
+  best = min(history)
+  assert history[-1] > best and trained.best_epoch == history.index(best) + 1
+  targets, _ = trained.layout.targets(split.validation)
+  dataset = data_input.evaluation_dataset(trained.layout.train, targets, 1000)
+  rmse = trained.model.evaluate(dataset, return_dict=True, verbose=0)["rmse"]
+  assert rmse == pytest.approx(best, rel=1e-5)
+
+
+def test_evaluate_keys_and_unseen_counts(ratings):
+  # User 0's ratings are all held out for test, so each of them needs the default rating.
+  of_user0 = ratings.user_index == 0
+  rest = splits.random_split(ratings.subset(np.flatnonzero(~of_user0)), 0.1, 0.1, seed=0)
+  test = ratings.subset(np.concatenate([np.flatnonzero(of_user0), np.arange(0)]))
+  split = splits.RatingsSplit(rest.train, rest.validation, test)
+  trained_model = training.fit(split, training.ModelConfig(hidden_units=(4,)), _config(epochs=2))
+  metrics = training.evaluate(trained_model, split, default_rating=3.0)
+  assert set(metrics) == {
+      "validation_rmse", "validation_mae", "validation_ratings",
+      "validation_default_predictions", "test_rmse", "test_mae", "test_ratings",
+      "test_default_predictions", "epochs_run", "best_epoch", "train_seconds", "train_ratings"}
+  assert metrics["test_default_predictions"] == metrics["test_ratings"] == of_user0.sum()
+  assert metrics["test_rmse"] == pytest.approx(np.sqrt(np.mean((test.rating - 3.0) ** 2)))
+  rows, columns = trained_model.layout.positions(split.validation)
+  assert metrics["validation_default_predictions"] == np.sum((rows < 0) | (columns < 0))
+  assert metrics["epochs_run"] == 2 and metrics["train_ratings"] == split.train.num_ratings
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+  """Stands in for TensorBoard: records epochs begun, and crashes after `crash_after` epochs."""
+
+  begun: list[int] = []
+  crash_after: int | None = None
+  weights_at_crash = None
+
+  def __init__(self, log_dir):
+    super().__init__()
+
+  def on_epoch_begin(self, epoch, logs=None):
+    _EpochRecorder.begun.append(epoch)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if epoch + 1 == _EpochRecorder.crash_after:
+      _EpochRecorder.weights_at_crash = self.model.get_weights()
+      raise KeyboardInterrupt("simulated crash")
+
+
+@pytest.mark.parametrize("batch_size", [0, 16])
+def test_resume_after_crash_matches_uninterrupted_run(split, tmp_path, monkeypatch, batch_size):
+  monkeypatch.setattr(keras.callbacks, "TensorBoard", _EpochRecorder)
+  model_config = training.ModelConfig(hidden_units=(8,), l2_weight=1e-3)
+  monkeypatch.setattr(_EpochRecorder, "begun", [])
+  reference = training.fit(split, model_config,
+                           _config(epochs=8, batch_size=batch_size,
+                                   model_dir=str(tmp_path / "reference")))
+  crashed_dir = str(tmp_path / "crashed")
+  monkeypatch.setattr(_EpochRecorder, "crash_after", 5)
+  with pytest.raises(KeyboardInterrupt):
+    training.fit(split, model_config, _config(epochs=8, batch_size=batch_size,
+                                              model_dir=crashed_dir))
+  monkeypatch.setattr(_EpochRecorder, "crash_after", None)
+  monkeypatch.setattr(_EpochRecorder, "begun", [])
+  resumed = training.fit(split, model_config, _config(epochs=8, batch_size=batch_size,
+                                                      model_dir=crashed_dir))
+  assert _EpochRecorder.begun == [5, 6, 7]
+  assert resumed.epochs_run == 8 and len(resumed.history["loss"]) == 8
+  for key in ("loss", "val_rmse"):
+    np.testing.assert_allclose(resumed.history[key], reference.history[key], rtol=1e-5)
+  for a, b in zip(resumed.model.get_weights(), reference.model.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_restore_loads_checkpointed_weights(split, tmp_path, monkeypatch):
+  monkeypatch.setattr(keras.callbacks, "TensorBoard", _EpochRecorder)
+  monkeypatch.setattr(_EpochRecorder, "crash_after", 3)
+  model_config = training.ModelConfig(hidden_units=(8,))
+  with pytest.raises(KeyboardInterrupt):
+    training.fit(split, model_config, _config(epochs=6, model_dir=str(tmp_path)))
+  layout = build_layout(split.train, item_based=True)
+  model = training.build_model(model_config, layout)
+  model.compile(optimizer=training.make_optimizer("rprop", 0.01))
+  early_stopping = training.ResumableEarlyStopping(str(tmp_path), patience=100)
+  assert early_stopping.restore(model) == 3
+  for a, b in zip(model.get_weights(), _EpochRecorder.weights_at_crash):
+    np.testing.assert_array_equal(a, b)
+  assert len(early_stopping.history["loss"]) == 3
+
+
+def test_finished_run_is_not_rerun(split, tmp_path, monkeypatch):
+  monkeypatch.setattr(keras.callbacks, "TensorBoard", _EpochRecorder)
+  config = _config(epochs=4, model_dir=str(tmp_path))
+  first = training.fit(split, MODEL, config)
+  monkeypatch.setattr(_EpochRecorder, "begun", [])
+  again = training.fit(split, MODEL, config)
+  assert _EpochRecorder.begun == [] and again.epochs_run == 4
+  assert again.history == first.history
+  for a, b in zip(again.model.get_weights(), first.model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.usefixtures("reset_policy")
+@pytest.mark.parametrize("mode, compute_dtype", [("bfloat16", "bfloat16"),
+                                                 ("float16", "float16")])
+def test_mixed_precision(split, mode, compute_dtype):
+  config = _config(epochs=6, optimizer="adam", learning_rate=0.01)
+  reference = training.fit(split, MODEL, config)
+  mixed = training.fit(split, MODEL, _config(epochs=6, optimizer="adam", learning_rate=0.01,
+                                             mixed_precision=mode))
+  model = mixed.model
+  assert all(v.dtype == "float32" for v in model.trainable_variables)
+  assert all(layer.compute_dtype == compute_dtype for layer in model.hidden_layers)
+  assert model.output_layer.compute_dtype == "float32"
+  assert model(np.zeros((2, model.num_inputs), np.float32)).dtype == "float32"
+  assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (mode == "float16")
+  losses = mixed.history["loss"]
+  assert losses[-1] < 0.9 * losses[0]
+  np.testing.assert_allclose(losses, reference.history["loss"], rtol=0.02)
+  np.testing.assert_allclose(mixed.history["val_rmse"], reference.history["val_rmse"], rtol=0.02)
+  assert keras.mixed_precision.global_policy().name == "float32"
