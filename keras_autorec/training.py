@@ -50,6 +50,8 @@ class TrainConfig:
     seed: seeds weights, dropout and the shuffling of rows.
     default_rating: prediction for users or items without training ratings.
     verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+    execution: 'dense', 'sparse' (O(nnz x k) epochs, `keras_autorec.sparse`) or 'auto' (sparse
+      when the rows x columns matrix is large).
   """
 
   optimizer: str = "rprop"
@@ -63,6 +65,7 @@ class TrainConfig:
   seed: int = 0
   default_rating: float = 3.0
   verbose: int = 1
+  execution: str = "auto"
 
 
 @dataclasses.dataclass
@@ -206,6 +209,9 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
     # L-BFGS needs the whole objective at every line-search point, so it runs its own loop.
     from keras_autorec import lbfgs
     return lbfgs.fit_lbfgs(split, model_config, train_config)
+  from keras_autorec import sparse  # Imported here: sparse builds on this module.
+  if sparse.use_sparse(train_config.execution, split.train.num_items, split.train.num_users):
+    return sparse.fit_sparse(split, model_config, train_config, strategy)
   start = time.time()
   keras.utils.set_random_seed(train_config.seed)
   distribution.set_mixed_precision(train_config.mixed_precision)

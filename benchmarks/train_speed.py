@@ -1,0 +1,215 @@
+"""Measures I-AutoRec training speed, dense vs sparse execution, on synthetic data shapes.
+
+For each shape (ml1m, ml10m, netflix by default) it generates seeded synthetic ratings, lays them
+out as item rows over user columns, and times:
+
+  sparse  `keras_autorec.sparse.SparseTrainer` full-batch Rprop (the paper's setting) for
+          --sparse_epochs epochs after one warm-up epoch (tracing); each epoch is one step.
+  dense   Keras `model.fit` on the dense-per-batch tf.data input (Adam, --dense_batch rows per
+          step) for --dense_steps steps after one warm-up step, extrapolated to an epoch; skipped
+          when a batch of dense rows would exceed --dense_max_cells.
+
+Each shape runs in its own process so that its peak RSS is its own. Peak RSS is sampled during
+training only (after the data is generated and its Ratings dropped; sparse runs first, so the
+dense run's freed memory does not count against it), and reported next to the process peak,
+which includes data generation. Timings on a shared machine are noisy: the table
+prints the 1-minute load average before each shape.
+
+  PYTHONPATH=. python benchmarks/train_speed.py --shapes ml1m ml10m netflix
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing
+import os
+import resource
+import threading
+import time
+
+import psutil
+
+
+class PeakRss:
+  """Samples this process's resident set size in a thread; `peak` is the largest seen (bytes)."""
+
+  def __init__(self, interval: float = 0.05):
+    self.interval = interval
+    self.peak = 0
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+
+  def _run(self):
+    process = psutil.Process()
+    while not self._stop.is_set():
+      self.peak = max(self.peak, process.memory_info().rss)
+      time.sleep(self.interval)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+
+
+def measure_shape(shape: str, args: argparse.Namespace) -> dict:
+  """Runs in a child process: generates `shape`, times dense and sparse, returns a result row."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import keras
+  import numpy as np
+  import tensorflow as tf
+
+  from keras_autorec import sparse
+  from keras_autorec.data import input as data_input
+  from keras_autorec.data import synthetic
+  from keras_autorec.data.layout import build_layout
+  from keras_autorec.model import AutoRec
+  from keras_autorec.optimizers import make_optimizer
+
+  result = {"shape": shape, "load": os.getloadavg()[0]}
+  start = time.perf_counter()
+  ratings = synthetic.generate(shape, seed=0)
+  layout = build_layout(ratings, item_based=True)
+  del ratings
+  gc.collect()
+  train = layout.train
+  result.update(generate_seconds=time.perf_counter() - start, rows=train.num_rows,
+                columns=train.num_columns, nnz=train.nnz)
+  keras.utils.set_random_seed(0)
+
+  for compute in args.compute:
+    keras.utils.set_random_seed(0)
+    with PeakRss() as rss:
+      model = AutoRec(train.num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
+      model(tf.zeros((1, train.num_columns)))
+      model.compile(optimizer=make_optimizer("rprop", 1e-3))
+      trainer = sparse.SparseTrainer(model, train, tf.distribute.get_strategy(),
+                                     compute_dtype=sparse.COMPUTE_DTYPES[compute])
+      trainer.run_epoch()
+      epoch_start = time.perf_counter()
+      for _ in range(args.sparse_epochs):
+        loss = trainer.run_epoch()
+      seconds = (time.perf_counter() - epoch_start) / args.sparse_epochs
+    result[f"sparse_{compute}"] = {
+        "epoch_seconds": seconds, "ratings_per_second": train.nnz / seconds,
+        "peak_rss_gb": rss.peak / 1e9, "loss": loss,
+        "measured": f"{args.sparse_epochs} full-batch epochs after 1 warm-up"}
+    del model, trainer
+    gc.collect()
+  cells = args.dense_batch * train.num_columns
+  if cells > args.dense_max_cells:
+    result["dense"] = f"skipped: a {args.dense_batch}-row dense batch is {cells:.2g} cells"
+  else:
+    model = AutoRec(train.num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
+    model.compile(optimizer=make_optimizer("adam", 1e-3))
+    dataset = data_input.training_dataset(train, args.dense_batch, seed=0).repeat()
+    model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
+    steps_per_epoch = -(-train.num_rows // args.dense_batch)
+    steps = min(args.dense_steps, steps_per_epoch)
+    with PeakRss() as rss:
+      step_start = time.perf_counter()
+      model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+      seconds = (time.perf_counter() - step_start) / steps * steps_per_epoch
+    result["dense"] = {"epoch_seconds": seconds, "ratings_per_second": train.nnz / seconds,
+                       "peak_rss_gb": rss.peak / 1e9,
+                       "measured": f"{steps} of {steps_per_epoch} steps, extrapolated"}
+    del model, dataset
+    gc.collect()
+
+  result["process_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+  return result
+
+
+def machine_rates() -> dict:
+  """This machine's memory bandwidth (GB/s, numpy copy) and float32 GEMM rate (GFLOP/s)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import numpy as np
+  import tensorflow as tf
+
+  source = np.ones(1 << 28, dtype=np.float32)  # 1 GB, far beyond the caches.
+  target = np.empty_like(source)
+  best_copy = min(_seconds(lambda: np.copyto(target, source)) for _ in range(3))
+  left, right = tf.random.normal([4096, 500]), tf.random.normal([500, 8192])
+  matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(left, right)))
+  matmul()
+  best_matmul = min(_seconds(lambda: matmul().numpy()) for _ in range(3))
+  # A copy reads and writes every byte.
+  return {"bandwidth_gb_s": 2 * source.nbytes / best_copy / 1e9,
+          "gemm_gflop_s": 2 * 4096 * 500 * 8192 / best_matmul / 1e9}
+
+
+def _seconds(function) -> float:
+  start = time.perf_counter()
+  function()
+  return time.perf_counter() - start
+
+
+def _child(shape: str, args: argparse.Namespace, queue) -> None:
+  queue.put(measure_shape(shape, args))
+
+
+def print_table(results: list[dict]) -> None:
+  """Prints one line per (shape, variant)."""
+  print(f"{'shape':8} {'rows x cols':>16} {'nnz':>11} {'variant':16} {'s/epoch':>8} "
+        f"{'ratings/s':>10} {'RSS GB':>7} {'load':>5}  note")
+  for r in results:
+    dims = f"{r['rows']}x{r['columns']}"
+    for variant in [k for k in r if k == "dense" or k.startswith("sparse_")]:
+      v = r[variant]
+      if isinstance(v, str):
+        print(f"{r['shape']:8} {dims:>16} {r['nnz']:>11} {variant:16} {'-':>8} {'-':>10} "
+              f"{'-':>7} {r['load']:5.1f}  {v}")
+        continue
+      print(f"{r['shape']:8} {dims:>16} {r['nnz']:>11} {variant:16} {v['epoch_seconds']:8.2f} "
+            f"{v['ratings_per_second']:10.3g} {v['peak_rss_gb']:7.2f} {r['load']:5.1f}  "
+            f"{v['measured']}")
+    speedups = [r["dense"]["epoch_seconds"] / r[k]["epoch_seconds"] for k in r
+                if k.startswith("sparse_") and isinstance(r.get("dense"), dict)]
+    if speedups:
+      print(f"{'':8} sparse vs dense speed-up: " + ", ".join(f"{s:.1f}x" for s in speedups))
+    print(f"{'':8} data generation {r['generate_seconds']:.0f} s; process peak RSS (incl. "
+          f"generation) {r['process_peak_rss_gb']:.2f} GB")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--shapes", nargs="+", default=["ml1m", "ml10m", "netflix"])
+  parser.add_argument("--hidden", type=int, default=500)
+  parser.add_argument("--compute", nargs="+", default=["off", "bfloat16"],
+                      help="sparse compute dtypes: off (float32) and/or bfloat16")
+  parser.add_argument("--dense_batch", type=int, default=1024)
+  parser.add_argument("--dense_steps", type=int, default=3)
+  parser.add_argument("--dense_max_cells", type=float, default=1e8)
+  parser.add_argument("--sparse_epochs", type=int, default=2)
+  parser.add_argument("--json", help="also write the results to this file")
+  args = parser.parse_args()
+  results = []
+  context = multiprocessing.get_context("spawn")
+  with context.Pool(1) as pool:  # In a child: the parent stays free of TensorFlow threads.
+    rates = pool.apply(machine_rates)
+  print(f"machine: memory bandwidth {rates['bandwidth_gb_s']:.1f} GB/s (numpy copy), float32 "
+        f"GEMM {rates['gemm_gflop_s']:.0f} GFLOP/s, load {os.getloadavg()[0]:.1f}", flush=True)
+  for shape in args.shapes:
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(shape, args, queue))
+    process.start()
+    while process.is_alive() and queue.empty():
+      time.sleep(1)
+    if queue.empty():
+      print(f"{shape}: the measuring process died (exit code {process.exitcode})", flush=True)
+      continue
+    results.append(queue.get())
+    process.join()
+    print(json.dumps(results[-1]), flush=True)
+  print_table(results)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()

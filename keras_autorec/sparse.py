@@ -1,0 +1,405 @@
+"""Sparse training path: AutoRec epochs in O(nnz x k) time, never a dense rows x columns matrix.
+
+The dense path reconstructs every (row, column) cell, O(rows x columns x k) per epoch. The masked
+loss only reads observed cells, so here
+
+  * the first hidden layer's pre-activation X V is a CSR sparse-dense matmul (SpMM) of the
+    training ratings X [rows, columns] with V [columns, k];
+  * the decoder is evaluated only at observed (row, column) pairs: a sampled dense-dense product
+    (SDDMM) computed in chunks, so no [nnz, k] tensor ever exists whole;
+  * the gradients of those two products are SpMMs in closed form (dV = X^T dA; with E the sparse
+    matrix of loss gradients at observed cells, dH = E W^T and dW = H^T E); the rest of the graph
+    (activations, extra hidden layers) is small and left to the tape.
+
+The loss is exactly the dense masked formulation of `AutoRec.compute_loss`: squared error summed
+over observed cells, divided by their count, plus `l2_weight` times the squared kernels.
+
+Above ~1% density the observed logits are cheaper as bounded row blocks of a dense matmul (GEMM)
+followed by a gather than as gathered dots; `SparseTrainer` picks the cheaper by density.
+
+bfloat16 ("mixed precision") applies to the SDDMM gathers, which move most of the bytes, and to
+extra hidden layers; TensorFlow's CSR kernels accept only float32/float64 and its CPU bfloat16
+GEMM is slower than float32, so SpMMs and dense decoder blocks stay float32, as do variables and
+the loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_autorec import distribution
+from keras_autorec.data.layout import SparseRows, build_layout
+from keras_autorec.data.splits import RatingsSplit
+from keras_autorec.optimizers import make_optimizer
+
+SDDMM_CHUNK = 8192  # Pairs per SDDMM chunk: two [chunk, k] gathers stay in the 4 MB L2 cache.
+# Above this density the decoder's observed logits are cheaper as blocks of a dense matmul (GEMM
+# runs ~190 GFLOP/s here) than as gathered dots (~1.1 ns per pair and hidden unit): break-even
+# is about 1% observed. Blocks hold at most DECODER_BLOCK_CELLS cells (128 MB float32).
+DENSE_DECODER_DENSITY = 0.01
+DECODER_BLOCK_CELLS = 1 << 25
+COMPUTE_DTYPES = {"off": tf.float32, "bfloat16": tf.bfloat16}
+EXECUTIONS = ("auto", "dense", "sparse")
+# "auto" trains sparse above this many rows x columns cells: a dense full batch of 50M cells is
+# 200 MB per float32 tensor, and beyond it the dense path's O(cells x k) epoch dominates.
+AUTO_SPARSE_CELLS = 50_000_000
+
+
+def use_sparse(execution: str, num_rows: int, num_columns: int) -> bool:
+  """Whether `execution` ('auto', 'dense' or 'sparse') trains a rows x columns layout sparse."""
+  if execution not in EXECUTIONS:
+    raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+  if execution == "auto":
+    return num_rows * num_columns > AUTO_SPARSE_CELLS
+  return execution == "sparse"
+
+
+def _csr(rows: tf.Tensor, columns: tf.Tensor, values: tf.Tensor, shape) -> tf.Tensor:
+  """A CSRSparseMatrix from int32 coordinates in row-major order (int64 only transiently)."""
+  indices = tf.stack([tf.cast(rows, tf.int64), tf.cast(columns, tf.int64)], axis=1)
+  return tf.raw_ops.SparseTensorToCSRSparseMatrix(
+      indices=indices, values=values, dense_shape=tf.cast(tf.stack(shape), tf.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseBlock:
+  """A block of rows' training ratings as int32 coordinates and float32 values.
+
+  `transpose_order` lists the entries in column-major order, so that X^T (and the residual's
+  transpose) is built from the same int32 coordinates without sorting at every step. CSR
+  matrices are built inside each traced step (about 10 ns per rating): CSR variant tensors lose
+  their type information when passed into a tf.function or across replicas.
+  """
+
+  rows: tf.Tensor  # int32 [nnz], block-local row of each entry, row-major order.
+  columns: tf.Tensor  # int32 [nnz]
+  values: tf.Tensor  # float32 [nnz]
+  transpose_order: tf.Tensor  # int32 [nnz]
+  num_rows: tf.Tensor  # int32 scalar
+
+  @property
+  def nnz(self) -> int:
+    return int(self.values.shape[0])
+
+  def structure(self) -> tuple:
+    """The tensors a traced step needs, as a flat tuple (what tf.function and strategies take)."""
+    return self.rows, self.columns, self.values, self.transpose_order, self.num_rows
+
+
+def make_block(sparse: SparseRows, start: int = 0, end: int | None = None) -> SparseBlock:
+  """Rows [start, end) of `sparse` as a SparseBlock (row indices relative to start)."""
+  end = sparse.num_rows if end is None else end
+  low, high = int(sparse.row_splits[start]), int(sparse.row_splits[end])
+  lengths = np.diff(sparse.row_splits[start:end + 1])
+  rows = np.repeat(np.arange(end - start, dtype=np.int32), lengths)
+  columns = sparse.columns[low:high].astype(np.int32)
+  values = sparse.values[low:high].astype(np.float32)
+  transpose_order = np.lexsort((rows, columns)).astype(np.int32)
+  with tf.device("CPU:0"):
+    rows_t, columns_t = tf.constant(rows), tf.constant(columns)
+    values_t, order_t = tf.constant(values), tf.constant(transpose_order)
+    return SparseBlock(rows_t, columns_t, values_t, order_t, tf.constant(end - start))
+
+
+def _spmm(csr, make_csr_transpose, dense: tf.Tensor) -> tf.Tensor:
+  """X @ dense for a constant sparse X, differentiable in `dense` (gradient X^T @ upstream)."""
+
+  @tf.custom_gradient
+  def product(dense):
+    def gradient(upstream):
+      # X^T is built only here so that it does not stay alive from forward to backward.
+      return tf.raw_ops.SparseMatrixMatMul(a=make_csr_transpose(), b=upstream)
+    return tf.raw_ops.SparseMatrixMatMul(a=csr, b=dense), gradient
+
+  return product(dense)
+
+
+def _gather_dot(left: tf.Tensor, right: tf.Tensor, left_index: tf.Tensor, right_index: tf.Tensor,
+                chunk: int) -> tf.Tensor:
+  """Row-wise dots left[left_index[n]] . right[right_index[n]], float32 [n], in chunks."""
+  count = tf.shape(left_index)[0]
+  num_chunks = (count + chunk - 1) // chunk
+  dots = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False,
+                        element_shape=tf.TensorShape([None]))
+
+  def body(i, dots):
+    span = slice(i * chunk, tf.minimum((i + 1) * chunk, count))
+    # Only the gathers (the random reads) use the compute dtype; products accumulate in float32.
+    products = (tf.cast(tf.gather(left, left_index[span]), tf.float32)
+                * tf.cast(tf.gather(right, right_index[span]), tf.float32))
+    return i + 1, dots.write(i, tf.reduce_sum(products, axis=1))
+
+  _, dots = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), dots),
+                          parallel_iterations=2)
+  return tf.reshape(dots.concat(), [count])
+
+
+def _blocked_dense_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor,
+                       columns: tf.Tensor) -> tf.Tensor:
+  """(hidden @ kernel) at row-sorted (rows, columns), one bounded block of rows at a time."""
+  num_rows, num_columns = tf.shape(hidden)[0], tf.shape(kernel)[1]
+  block_rows = tf.maximum(1, DECODER_BLOCK_CELLS // num_columns)
+  num_blocks = (num_rows + block_rows - 1) // block_rows
+  bounds = tf.searchsorted(rows, tf.range(num_blocks + 1) * block_rows, side="left")
+  dots = tf.TensorArray(tf.float32, size=num_blocks, infer_shape=False,
+                        element_shape=tf.TensorShape([None]))
+
+  def body(i, dots):
+    first_row = i * block_rows
+    logits = tf.matmul(hidden[first_row:first_row + block_rows], kernel)
+    entries = slice(bounds[i], bounds[i + 1])
+    index = tf.stack([rows[entries] - first_row, columns[entries]], axis=1)
+    return i + 1, dots.write(i, tf.cast(tf.gather_nd(logits, index), tf.float32))
+
+  _, dots = tf.while_loop(lambda i, _: i < num_blocks, body, (tf.constant(0), dots))
+  return tf.reshape(dots.concat(), tf.shape(rows))
+
+
+def _sampled_matmul(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
+                    transpose_order: tf.Tensor, compute_dtype: tf.DType,
+                    dense_blocks: bool = False, chunk: int = SDDMM_CHUNK) -> tf.Tensor:
+  """(hidden @ kernel)[rows[n], columns[n]] for each observed pair n; SpMM gradients.
+
+  Pairs must be sorted by row when `dense_blocks` (float32 block matmuls, then a gather).
+  """
+  num_rows, num_columns = tf.shape(hidden)[0], tf.shape(kernel)[1]
+
+  @tf.custom_gradient
+  def product(hidden, kernel):
+    if dense_blocks:
+      dots = _blocked_dense_dot(hidden, kernel, rows, columns)
+    else:
+      dots = _gather_dot(tf.cast(hidden, compute_dtype),
+                         tf.cast(tf.transpose(kernel), compute_dtype), rows, columns, chunk)
+
+    def gradient(upstream):
+      residual = _csr(rows, columns, upstream, [num_rows, num_columns])
+      residual_t = _transpose_csr(rows, columns, upstream, transpose_order,
+                                  [num_rows, num_columns])
+      d_hidden = tf.raw_ops.SparseMatrixMatMul(a=residual, b=kernel, transpose_b=True)
+      d_kernel = tf.raw_ops.SparseMatrixMatMul(a=residual_t, b=hidden, transpose_output=True)
+      return d_hidden, d_kernel
+
+    return dots, gradient
+
+  return product(hidden, kernel)
+
+
+def _transpose_csr(rows, columns, values, transpose_order, shape) -> tf.Tensor:
+  """The CSR of the transpose of the matrix with entries (rows, columns, values)."""
+  return _csr(tf.gather(columns, transpose_order), tf.gather(rows, transpose_order),
+              tf.gather(values, transpose_order), shape[::-1])
+
+
+def _encode(model, block_tensors: tuple, compute_dtype: tf.DType) -> tf.Tensor:
+  """The last hidden layer's code (float32) of every row of a block."""
+  rows, columns, values, transpose_order, num_rows = block_tensors
+  shape = [num_rows, model.num_inputs]
+  csr = _csr(rows, columns, values, shape)
+  first, *rest = model.hidden_layers
+  pre_activation = _spmm(csr, lambda: _transpose_csr(rows, columns, values, transpose_order, shape),
+                         tf.convert_to_tensor(first.kernel))
+  hidden = first.activation(pre_activation + first.bias)
+  for layer in rest:
+    hidden = tf.cast(hidden, compute_dtype)
+    hidden = layer.activation(tf.matmul(hidden, tf.cast(layer.kernel, compute_dtype))
+                              + tf.cast(layer.bias, compute_dtype))
+  return tf.cast(hidden, tf.float32)
+
+
+def reconstruct_pairs(model, block_tensors: tuple, rows: tf.Tensor, columns: tf.Tensor,
+                      transpose_order: tf.Tensor, compute_dtype: tf.DType,
+                      dense_blocks: bool = False) -> tf.Tensor:
+  """Unclipped reconstructions at (rows, columns) of a block, from its training ratings."""
+  hidden = _encode(model, block_tensors, compute_dtype)
+  output = model.output_layer
+  logits = _sampled_matmul(hidden, tf.convert_to_tensor(output.kernel), rows, columns,
+                           transpose_order, compute_dtype, dense_blocks)
+  return output.activation(logits + tf.gather(output.bias, columns))
+
+
+def l2_penalty(model) -> tf.Tensor:
+  """l2_weight times the summed squared kernels, as the dense model's regularisers compute it."""
+  if not model.l2_weight:
+    return tf.constant(0.0)
+  kernels = [layer.kernel for layer in [*model.hidden_layers, model.output_layer]]
+  return model.l2_weight * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+
+
+def squared_error_and_gradients(model, block_tensors: tuple, count: tf.Tensor,
+                                penalty_share: float, compute_dtype: tf.DType,
+                                dense_blocks: bool = False) -> tuple[tf.Tensor, list]:
+  """A block's summed squared error, and gradients of its share of the step's objective.
+
+  The share is squared error / `count` (the count of every block in the step, not this block's)
+  plus `penalty_share` of the L2 penalty, so summing blocks' or replicas' gradients gives the
+  gradient of the whole step's objective. The penalty is on this tape rather than added after:
+  at Netflix scale every extra gradient-sized tensor is another 2 GB.
+  """
+  rows, columns, values, transpose_order = block_tensors[:4]
+  with tf.GradientTape() as tape:
+    predictions = reconstruct_pairs(model, block_tensors, rows, columns, transpose_order,
+                                    compute_dtype, dense_blocks)
+    squared_error = tf.reduce_sum(tf.square(values - predictions))
+    share = squared_error / count + penalty_share * l2_penalty(model)
+  gradients = tape.gradient(share, model.trainable_variables)
+  # The output bias is read by a gather, whose gradient comes as IndexedSlices.
+  return squared_error, [tf.convert_to_tensor(g) for g in gradients]
+
+
+def sparse_loss_and_gradients(model, blocks: list[SparseBlock],
+                              compute_dtype: tf.DType = tf.float32,
+                              dense_blocks: bool = False) -> tuple[tf.Tensor, list]:
+  """The full objective over `blocks` (mean squared error + L2) and its gradients."""
+  count = tf.constant(float(sum(block.nnz for block in blocks)))
+  total, gradients = tf.constant(0.0), None
+  for block in blocks:
+    squared_error, block_gradients = squared_error_and_gradients(
+        model, block.structure(), count, 1.0 / len(blocks), compute_dtype, dense_blocks)
+    total += squared_error
+    gradients = block_gradients if gradients is None else [
+        a + b for a, b in zip(gradients, block_gradients)]
+  return total / count + l2_penalty(model), gradients
+
+
+def row_blocks(num_rows: int, row_splits: np.ndarray, num_blocks: int) -> list[tuple[int, int]]:
+  """Splits rows into `num_blocks` contiguous ranges of about equal numbers of ratings."""
+  targets = np.linspace(0, row_splits[-1], num_blocks + 1)
+  bounds = np.searchsorted(row_splits, targets).clip(0, num_rows)
+  bounds[0], bounds[-1] = 0, num_rows
+  bounds = np.maximum.accumulate(bounds)
+  return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class SparseTrainer:
+  """Runs optimizer steps and validation of an AutoRec on the sparse path under a strategy.
+
+  Each step covers one group of `strategy.num_replicas_in_sync` row blocks, one per replica;
+  replicas return gradients of their share, which are summed (`strategy.reduce` SUM) before one
+  optimizer update of the (mirrored) variables. Full-batch training is a single group.
+  """
+
+  def __init__(self, model, sparse: SparseRows, strategy: tf.distribute.Strategy,
+               batch_size: int = 0, compute_dtype: tf.DType = tf.float32,
+               dense_blocks: bool | None = None):
+    self.model = model
+    self.strategy = strategy
+    self.compute_dtype = compute_dtype
+    if dense_blocks is None:
+      dense_blocks = sparse.nnz > DENSE_DECODER_DENSITY * sparse.num_rows * sparse.num_columns
+    self.dense_blocks = dense_blocks
+    with strategy.scope():  # Optimizer slots must mirror the variables they update.
+      model.optimizer.build(model.trainable_variables)
+    replicas = strategy.num_replicas_in_sync
+    num_groups = 1 if not batch_size else max(1, math.ceil(sparse.num_rows / batch_size))
+    ranges = row_blocks(sparse.num_rows, sparse.row_splits, num_groups * replicas)
+    self.row_starts = [start for start, _ in ranges]
+    blocks = [make_block(sparse, start, end) for start, end in ranges]
+    self.groups = [blocks[g * replicas:(g + 1) * replicas] for g in range(num_groups)]
+    # Blocks differ in size: one trace with unknown sizes serves them all.
+    self._step = tf.function(self._step_fn, reduce_retracing=True)
+
+  def _distribute(self, group: list[SparseBlock]):
+    return self.strategy.experimental_distribute_values_from_function(
+        lambda context: group[context.replica_id_in_sync_group].structure())
+
+  def _step_fn(self, distributed_blocks, count):
+    squared_error, gradients = self.strategy.run(
+        squared_error_and_gradients,
+        args=(self.model, distributed_blocks, count, 1.0 / self.strategy.num_replicas_in_sync,
+              self.compute_dtype, self.dense_blocks))
+    squared_error = self.strategy.reduce(tf.distribute.ReduceOp.SUM, squared_error, axis=None)
+    gradients = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
+                 for g in gradients]
+    self.model.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+    return squared_error / count + l2_penalty(self.model)
+
+  def run_epoch(self, rng: np.random.Generator | None = None) -> float:
+    """One pass over every row (groups in random order when rng is given); mean step loss."""
+    order = rng.permutation(len(self.groups)) if rng is not None else range(len(self.groups))
+    losses = []
+    for g in order:
+      group = self.groups[g]
+      count = tf.constant(float(sum(block.nnz for block in group)))
+      losses.append(float(self._step(self._distribute(group), count)))
+    return float(np.mean(losses))
+
+  def predict_pairs(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Clipped predictions at (row, column) layout positions (all >= 0), block by block."""
+    predictions = np.empty(rows.shape[0], dtype=np.float32)
+    block_of = np.searchsorted(self.row_starts, rows, side="right") - 1
+    blocks = [block for group in self.groups for block in group]
+    for b, block in enumerate(blocks):
+      pairs = np.flatnonzero(block_of == b)
+      if pairs.size == 0:
+        continue
+      local_rows = (rows[pairs] - self.row_starts[b]).astype(np.int32)
+      local_columns = columns[pairs].astype(np.int32)
+      # The transpose order only feeds gradients; prediction never takes any.
+      predictions[pairs] = self._predict(block.structure(), tf.constant(local_rows),
+                                         tf.constant(local_columns),
+                                         tf.zeros_like(local_rows)).numpy()
+    return np.clip(predictions, *self.model.rating_scale)
+
+  @tf.function
+  def _predict(self, block_tensors, rows, columns, transpose_order):
+    return reconstruct_pairs(self.model, block_tensors, rows, columns, transpose_order,
+                             self.compute_dtype, self.dense_blocks)
+
+  def rmse(self, targets: SparseRows) -> float:
+    """RMSE of clipped predictions against held-out targets in the training layout."""
+    predictions = self.predict_pairs(targets.row_index(), targets.columns)
+    return float(np.sqrt(np.mean(np.square(targets.values - predictions))))
+
+
+def fit_sparse(split: RatingsSplit, model_config, train_config,
+               strategy: tf.distribute.Strategy | None = None):
+  """`training.fit` on the sparse path: same early stopping, checkpoints and TrainedModel."""
+  from keras_autorec import training  # Imported here: training dispatches to this module.
+
+  if model_config.input_dropout:
+    raise ValueError("the sparse path does not support input_dropout; use execution='dense'")
+  if train_config.mixed_precision not in COMPUTE_DTYPES:
+    raise ValueError(f"the sparse path supports mixed_precision {sorted(COMPUTE_DTYPES)}, got "
+                     f"{train_config.mixed_precision!r}")
+  start = time.time()
+  keras.utils.set_random_seed(train_config.seed)
+  strategy = strategy or distribution.make_strategy(train_config.strategy)
+  layout = build_layout(split.train, item_based=model_config.item_based)
+  with strategy.scope():
+    model = training.build_model(model_config, layout)
+    model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate))
+  trainer = SparseTrainer(model, layout.train, strategy, train_config.batch_size,
+                          COMPUTE_DTYPES[train_config.mixed_precision])
+  validation_targets, _ = layout.targets(split.validation)
+  if train_config.model_dir is not None:
+    os.makedirs(train_config.model_dir, exist_ok=True)
+  early_stopping = training.ResumableEarlyStopping(train_config.model_dir, train_config.patience)
+  early_stopping.set_model(model)
+  with strategy.scope():
+    initial_epoch = early_stopping.restore(model)
+  model.stop_training = early_stopping.wait >= train_config.patience
+  rng = np.random.default_rng(train_config.seed) if len(trainer.groups) > 1 else None
+  for epoch in range(initial_epoch, train_config.epochs):
+    if model.stop_training:
+      break
+    epoch_start = time.time()
+    logs = {"loss": trainer.run_epoch(rng)}
+    if validation_targets.nnz:
+      logs["val_rmse"] = trainer.rmse(validation_targets)
+    early_stopping.on_epoch_end(epoch, logs)
+    if train_config.verbose:
+      print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
+            + f" ({time.time() - epoch_start:.1f} s)", flush=True)
+  early_stopping.on_train_end()
+  return training.TrainedModel(model=model, layout=layout, history=early_stopping.history,
+                               epochs_run=early_stopping.completed_epochs,
+                               best_epoch=early_stopping.best_epoch + 1,
+                               seconds=time.time() - start)

@@ -1,0 +1,170 @@
+"""The sparse execution path: same objective and gradients as the dense model, same training."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import num_logical_cpus
+from keras_autorec import sparse, training
+from keras_autorec.data.layout import build_layout
+from keras_autorec.optimizers import make_optimizer
+
+ML100K_FILE = "/work/shared/data/ml-100k/u.data"
+
+
+def dense_loss_and_gradients(model, rows):
+  """The reference: the Keras model on the dense matrix, through `AutoRec.compute_loss`."""
+  ratings = tf.constant(rows.to_dense())
+  mask = tf.cast(ratings != 0, tf.float32)
+  with tf.GradientTape() as tape:
+    loss = model.compute_loss(y=ratings, y_pred=model(ratings), sample_weight=mask)
+  return loss, tape.gradient(loss, model.trainable_variables)
+
+
+def relative_error(expected, actual) -> float:
+  return float(tf.reduce_max(tf.abs(expected - actual)) / tf.reduce_max(tf.abs(expected)))
+
+
+def model_config(**overrides) -> training.ModelConfig:
+  return dataclasses.replace(training.ModelConfig(hidden_units=(16,), l2_weight=1e-2,
+                                                  init_stddev=0.3), **overrides)
+
+
+@pytest.mark.parametrize("item_based", [True, False])
+@pytest.mark.parametrize("encoder, decoder, hidden_units", [
+    ("sigmoid", "identity", (16,)), ("tanh", "sigmoid", (16,)), ("relu", "elu", (16, 8))])
+@pytest.mark.parametrize("dense_blocks", [False, True])
+def test_loss_and_gradients_match_dense(split, item_based, encoder, decoder, hidden_units,
+                                        dense_blocks):
+  layout = build_layout(split.train, item_based=item_based)
+  config = model_config(item_based=item_based, encoder_activation=encoder,
+                        decoder_activation=decoder, hidden_units=hidden_units)
+  tf.random.set_seed(0)
+  model = training.build_model(config, layout)
+  expected_loss, expected_gradients = dense_loss_and_gradients(model, layout.train)
+  # Two uneven row blocks: block gradients must add up to the whole objective's.
+  middle = layout.num_rows // 3
+  blocks = [sparse.make_block(layout.train, 0, middle),
+            sparse.make_block(layout.train, middle, layout.num_rows)]
+  loss, gradients = sparse.sparse_loss_and_gradients(model, blocks, dense_blocks=dense_blocks)
+  assert float(model.losses[0]) > 0.01 * float(expected_loss)  # The L2 term is really tested.
+  assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
+  for variable, expected, actual in zip(model.trainable_variables, expected_gradients, gradients):
+    assert relative_error(expected, actual) < 1e-5, variable.path
+
+
+def test_bfloat16_is_within_noise_of_float32(split):
+  layout = build_layout(split.train)
+  tf.random.set_seed(0)
+  model = training.build_model(model_config(), layout)
+  block = [sparse.make_block(layout.train)]
+  loss32, gradients32 = sparse.sparse_loss_and_gradients(model, block)
+  loss16, gradients16 = sparse.sparse_loss_and_gradients(model, block, tf.bfloat16)
+  assert loss16.dtype == tf.float32
+  assert float(loss16) == pytest.approx(float(loss32), rel=1e-2)
+  assert float(loss16) != float(loss32)  # bfloat16 is really used.
+  for expected, actual in zip(gradients32, gradients16):
+    assert relative_error(expected, actual) < 3e-2
+
+
+def fit_configs(execution: str, **overrides) -> training.TrainConfig:
+  settings = dict(epochs=8, patience=100, verbose=0, learning_rate=0.01)
+  return training.TrainConfig(execution=execution, **{**settings, **overrides})
+
+
+def test_sparse_training_follows_dense_training(split):
+  """Full-batch Rprop from the same initial weights takes the same steps on both paths."""
+  dense = training.fit(split, model_config(), fit_configs("dense"))
+  trained = training.fit(split, model_config(), fit_configs("sparse"))
+  np.testing.assert_allclose(trained.history["val_rmse"], dense.history["val_rmse"], rtol=1e-4)
+  assert trained.history["val_rmse"][-1] < trained.history["val_rmse"][0] - 0.05
+  for expected, actual in zip(dense.model.get_weights(), trained.model.get_weights()):
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+  # The returned model is an ordinary AutoRec: dense evaluation agrees with sparse validation.
+  metrics = training.evaluate(trained, split)
+  assert metrics["validation_rmse"] == pytest.approx(min(trained.history["val_rmse"]), abs=1e-5)
+
+
+def test_bfloat16_training_matches_float32(split):
+  trained32 = training.fit(split, model_config(), fit_configs("sparse"))
+  trained16 = training.fit(split, model_config(), fit_configs("sparse",
+                                                              mixed_precision="bfloat16"))
+  assert trained16.history["val_rmse"][-1] == pytest.approx(trained32.history["val_rmse"][-1],
+                                                            abs=5e-3)
+
+
+def test_resume_continues_where_it_stopped(split, tmp_path):
+  uninterrupted = training.fit(split, model_config(), fit_configs("sparse"))
+  model_dir = str(tmp_path / "run")
+  training.fit(split, model_config(), fit_configs("sparse", model_dir=model_dir, epochs=5))
+  resumed = training.fit(split, model_config(), fit_configs("sparse", model_dir=model_dir))
+  assert resumed.epochs_run == 8
+  np.testing.assert_allclose(resumed.history["val_rmse"], uninterrupted.history["val_rmse"],
+                             rtol=1e-5)
+
+
+def test_minibatch_adam_trains_and_stops_early(split):
+  config = fit_configs("sparse", optimizer="adam", batch_size=10, epochs=60, patience=3)
+  trained = training.fit(split, model_config(), config)
+  rmse = trained.history["val_rmse"]
+  assert min(rmse) < rmse[0] - 0.1
+  assert trained.epochs_run < 60  # Early stopping ended the run.
+  assert trained.best_epoch == int(np.argmin(rmse)) + 1
+
+
+def test_auto_execution_picks_sparse_for_large_matrices():
+  assert not sparse.use_sparse("auto", 1682, 943)
+  assert sparse.use_sparse("auto", 10_677, 69_878)
+  assert sparse.use_sparse("sparse", 10, 10)
+  assert not sparse.use_sparse("dense", 10_677, 69_878)
+  with pytest.raises(ValueError):
+    sparse.use_sparse("fast", 10, 10)
+
+
+@pytest.mark.skipif(num_logical_cpus() < 2, reason="needs 2 logical CPUs (tests/conftest.py)")
+@pytest.mark.parametrize("batch_size", [0, 12])
+def test_mirrored_strategy_gives_single_device_steps(split, batch_size):
+  layout = build_layout(split.train)
+  strategies = [tf.distribute.get_strategy(),
+                tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])]
+  losses, weights = [], []
+  for strategy in strategies:
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+      model = training.build_model(model_config(), layout)
+      model.compile(optimizer=make_optimizer("adam", 0.01))
+    trainer = sparse.SparseTrainer(model, layout.train, strategy, batch_size=batch_size)
+    # Groups visit rows in the same order on both sides, so the steps are the same steps.
+    losses.append([trainer.run_epoch() for _ in range(3)])
+    weights.append(model.get_weights())
+  assert strategies[1].num_replicas_in_sync == 2
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+  for expected, actual in zip(*weights):
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def load_ml100k():
+  from keras_autorec.data import ratings as ratings_lib
+  columns = np.loadtxt(ML100K_FILE, dtype=np.int64)
+  return ratings_lib.from_raw(columns[:, 0].astype(str), columns[:, 1].astype(str),
+                              columns[:, 2].astype(np.float32), timestamp=columns[:, 3],
+                              rating_scale=(1.0, 5.0), source=ML100K_FILE)
+
+
+@pytest.mark.skipif(not os.path.exists(ML100K_FILE), reason="ML-100K not in /work/shared/data")
+def test_ml100k_rmse_matches_dense():
+  from keras_autorec.data import splits
+  split = splits.random_split(load_ml100k(), seed=0)
+  config = training.ModelConfig(hidden_units=(100,), l2_weight=1e-4)
+  results = {}
+  for execution in ("dense", "sparse"):
+    trained = training.fit(split, config, fit_configs(execution, epochs=40))
+    results[execution] = training.evaluate(trained, split)["test_rmse"]
+  assert results["sparse"] < 1.0  # It learned something beyond the mean.
+  assert results["sparse"] == pytest.approx(results["dense"], abs=2e-3)
