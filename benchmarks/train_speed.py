@@ -3,8 +3,10 @@
 For each shape (ml1m, ml10m, netflix by default) it generates seeded synthetic ratings, lays them
 out as item rows over user columns, and times:
 
-  sparse  `keras_autorec.sparse.SparseTrainer` full-batch Rprop (the paper's setting) for
-          --sparse_epochs epochs after one warm-up epoch (tracing); each epoch is one step.
+  sparse  `keras_autorec.sparse.SparseTrainer` with --optimizer (default full-batch Rprop, the
+          paper's setting) over --row_batches row groups (one step each; 1 = full batch) for
+          --sparse_epochs epochs after one warm-up step (tracing); with --max_steps, only that
+          many steps are timed and extrapolated to an epoch.
   dense   Keras `model.fit` on the dense-per-batch tf.data input (Adam, --dense_batch rows per
           step) for --dense_steps steps after one warm-up step, extrapolated to an epoch; skipped
           when a batch of dense rows would exceed --dense_max_cells.
@@ -15,7 +17,13 @@ dense run's freed memory does not count against it), and reported next to the pr
 which includes data generation. Timings on a shared machine are noisy: the table
 prints the 1-minute load average before each shape.
 
-  PYTHONPATH=. python benchmarks/train_speed.py --shapes ml1m ml10m netflix
+  PYTHONPATH=. python benchmarks/train_speed.py --shapes ml1m ml10m
+  PYTHONPATH=. python benchmarks/train_speed.py --shapes netflix --compute off --row_batches 4 \
+      --optimizer adam --sparse_epochs 1 --max_steps 2
+
+--allocator system makes TensorFlow's oneDNN allocator return freed memory to the system, so RSS
+is the live memory; the default pools it (faster: no page faults on every large temporary), so
+RSS is the pool's high-water mark.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ class PeakRss:
 def measure_shape(shape: str, args: argparse.Namespace) -> dict:
   """Runs in a child process: generates `shape`, times dense and sparse, returns a result row."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if args.allocator == "system":
+    os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = "1"  # Read when TensorFlow loads.
   import keras
   import numpy as np
   import tensorflow as tf
@@ -79,29 +89,43 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
   train = layout.train
   result.update(generate_seconds=time.perf_counter() - start, rows=train.num_rows,
                 columns=train.num_columns, nnz=train.nnz)
-  keras.utils.set_random_seed(0)
+  num_columns, nnz = train.num_columns, train.nnz
+  cells = args.dense_batch * num_columns
+  run_dense = cells <= args.dense_max_cells
+  batch_size = 0 if args.row_batches <= 1 else -(-train.num_rows // args.row_batches)
 
-  for compute in args.compute:
+  for i, compute in enumerate(args.compute):
     keras.utils.set_random_seed(0)
     with PeakRss() as rss:
-      model = AutoRec(train.num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
-      model(tf.zeros((1, train.num_columns)))
-      model.compile(optimizer=make_optimizer("rprop", 1e-3))
-      trainer = sparse.SparseTrainer(model, train, tf.distribute.get_strategy(),
+      model = AutoRec(num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
+      model(tf.zeros((1, num_columns)))
+      model.compile(optimizer=make_optimizer(args.optimizer, 1e-3))
+      trainer = sparse.SparseTrainer(model, train, tf.distribute.get_strategy(), batch_size,
                                      compute_dtype=sparse.COMPUTE_DTYPES[compute])
-      trainer.run_epoch()
+      if i == len(args.compute) - 1 and not run_dense:
+        # The trainer's blocks hold their own copy of the ratings: 0.8 GB more at Netflix scale.
+        layout = train = None
+        gc.collect()
+      setup_rss = psutil.Process().memory_info().rss
+      trainer.run_epoch(max_steps=1)
+      steps = len(trainer.groups) if args.max_steps is None else min(args.max_steps,
+                                                                     len(trainer.groups))
       epoch_start = time.perf_counter()
       for _ in range(args.sparse_epochs):
-        loss = trainer.run_epoch()
-      seconds = (time.perf_counter() - epoch_start) / args.sparse_epochs
+        loss = trainer.run_epoch(max_steps=steps)
+      seconds = ((time.perf_counter() - epoch_start) / args.sparse_epochs / steps
+                 * len(trainer.groups))
+    measured = (f"{args.optimizer}, {len(trainer.groups)} row groups; {args.sparse_epochs} x "
+                f"{steps} steps after 1 warm-up step")
+    if steps < len(trainer.groups):
+      measured += f", extrapolated to {len(trainer.groups)} steps"
     result[f"sparse_{compute}"] = {
-        "epoch_seconds": seconds, "ratings_per_second": train.nnz / seconds,
-        "peak_rss_gb": rss.peak / 1e9, "loss": loss,
-        "measured": f"{args.sparse_epochs} full-batch epochs after 1 warm-up"}
+        "epoch_seconds": seconds, "ratings_per_second": nnz / seconds,
+        "peak_rss_gb": rss.peak / 1e9, "setup_rss_gb": setup_rss / 1e9, "loss": loss,
+        "measured": measured + f"; RSS {setup_rss / 1e9:.1f} GB before the first step"}
     del model, trainer
     gc.collect()
-  cells = args.dense_batch * train.num_columns
-  if cells > args.dense_max_cells:
+  if not run_dense:
     result["dense"] = f"skipped: a {args.dense_batch}-row dense batch is {cells:.2g} cells"
   else:
     model = AutoRec(train.num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
@@ -185,6 +209,13 @@ def main() -> None:
   parser.add_argument("--dense_steps", type=int, default=3)
   parser.add_argument("--dense_max_cells", type=float, default=1e8)
   parser.add_argument("--sparse_epochs", type=int, default=2)
+  parser.add_argument("--optimizer", default="rprop", help="sparse path: rprop, adam, ...")
+  parser.add_argument("--row_batches", type=int, default=1,
+                      help="sparse path: row groups per epoch, one optimizer step each")
+  parser.add_argument("--max_steps", type=int,
+                      help="sparse path: time this many steps per epoch and extrapolate")
+  parser.add_argument("--allocator", choices=["pool", "system"], default="pool",
+                      help="TensorFlow's oneDNN CPU allocator (see the module docstring)")
   parser.add_argument("--json", help="also write the results to this file")
   args = parser.parse_args()
   results = []

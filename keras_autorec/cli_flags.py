@@ -64,6 +64,13 @@ def define_repeats_flag(default: int = 1) -> None:
           "mean and 95% confidence interval.")
 
 
+def define_refit_flag() -> None:
+  """--refit: after early stopping, retrain on train + validation for the chosen epochs."""
+  _define("boolean", "refit", True, "After early stopping on validation, retrain on train + "
+          "validation for the chosen number of epochs; test metrics (and any export) are that "
+          "model's.")
+
+
 def define_model_flags() -> None:
   """Flags of `training.ModelConfig`."""
   _define("enum", "model", "item", "I-AutoRec (item rows) or U-AutoRec (user rows).",

@@ -24,6 +24,7 @@ cli_flags.define_split_flags()
 cli_flags.define_repeats_flag()
 cli_flags.define_model_flags()
 cli_flags.define_train_flags()
+cli_flags.define_refit_flag()
 flags.DEFINE_string("export_dir", "saved_models/autorec", "TF Serving model base path; each run "
                     "adds a version (the first repeat's model). Empty to skip the export.")
 flags.DEFINE_integer("export_top_k", 100, "K of the exported recommend signatures.")
@@ -32,8 +33,13 @@ flags.DEFINE_string("metrics_file", None, "Where to write the metrics as JSON.")
 
 def run(data_config: sources.DataConfig, split_config: SplitConfig,
         model_config: training.ModelConfig, train_config: training.TrainConfig,
-        repeats: int = 1, export_config: export.ExportConfig | None = None) -> dict:
-  """Trains `repeats` times with consecutive seeds, exports the first model, returns metrics."""
+        repeats: int = 1, export_config: export.ExportConfig | None = None,
+        refit: bool = True) -> dict:
+  """Trains `repeats` times with consecutive seeds, exports the first model, returns metrics.
+
+  With `refit`, each run early-stops on validation, then retrains on train + validation for the
+  chosen number of epochs (see `training.fit_and_evaluate`).
+  """
   runs = []
   for repeat, split in enumerate(load_splits(data_config, split_config, repeats)):
     seed = split_config.seed + repeat
@@ -42,10 +48,10 @@ def run(data_config: sources.DataConfig, split_config: SplitConfig,
     model_dir = train_config.model_dir
     if model_dir and repeats > 1:
       model_dir = os.path.join(model_dir, f"seed_{seed}")
-    trained = training.fit(split, model_config,
-                           dataclasses.replace(train_config, seed=seed, model_dir=model_dir))
-    metrics = {"seed": seed, "split": split.description,
-               **training.evaluate(trained, split, train_config.default_rating)}
+    trained, metrics = training.fit_and_evaluate(
+        split, model_config, dataclasses.replace(train_config, seed=seed, model_dir=model_dir),
+        refit=refit)
+    metrics = {"seed": seed, "split": split.description, **metrics}
     _log_run(metrics)
     if repeat == 0 and export_config is not None:
       metrics["export_path"] = export.export_model(
@@ -86,7 +92,7 @@ def main(argv):
                                         default_rating=FLAGS.default_rating)
   try:
     summary = run(cli_flags.data_config(), cli_flags.split_config(), cli_flags.model_config(),
-                  cli_flags.train_config(), FLAGS.repeats, export_config)
+                  cli_flags.train_config(), FLAGS.repeats, export_config, FLAGS.refit)
   except (ValueError, OSError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 1

@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras_autorec import distribution
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, build_layout
-from keras_autorec.data.splits import RatingsSplit
+from keras_autorec.data.splits import RatingsSplit, merge_validation_into_train
 from keras_autorec.evaluation import evaluate_ratings
 from keras_autorec.model import AutoRec, rating_metrics
 from keras_autorec.optimizers import make_optimizer
@@ -252,6 +252,18 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
                       best_epoch=early_stopping.best_epoch + 1, seconds=time.time() - start)
 
 
+def fit_on_train_and_validation(split: RatingsSplit, model_config: ModelConfig,
+                                train_config: TrainConfig, epochs: int) -> TrainedModel:
+  """Trains afresh on train + validation for `epochs` epochs (a count chosen on validation).
+
+  The final model then learns from every rating that is not test, and no decision is taken on
+  test. Checkpoints go to `model_dir/refit`, apart from the early-stopping run's.
+  """
+  model_dir = train_config.model_dir and os.path.join(train_config.model_dir, "refit")
+  return fit(merge_validation_into_train(split), model_config,
+             dataclasses.replace(train_config, epochs=max(1, epochs), model_dir=model_dir))
+
+
 def evaluate(trained: TrainedModel, split: RatingsSplit, default_rating: float = 3.0) -> dict:
   """Validation and test RMSE/MAE of a trained model, with counts of default predictions."""
   metrics = {}
@@ -264,3 +276,22 @@ def evaluate(trained: TrainedModel, split: RatingsSplit, default_rating: float =
   metrics.update(epochs_run=trained.epochs_run, best_epoch=trained.best_epoch,
                  train_seconds=trained.seconds, train_ratings=split.train.num_ratings)
   return metrics
+
+
+def fit_and_evaluate(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfig,
+                     refit: bool = True) -> tuple[TrainedModel, dict]:
+  """Early-stops on validation, optionally refits on train + validation; returns model, metrics.
+
+  Validation metrics are the early-stopped model's. Test metrics are the returned model's: with
+  `refit`, one trained afresh on train + validation for the early-stopped number of epochs.
+  """
+  trained = fit(split, model_config, train_config)
+  metrics = evaluate(trained, split, train_config.default_rating)
+  if not refit or split.validation.num_ratings == 0:
+    return trained, metrics
+  refitted = fit_on_train_and_validation(split, model_config, train_config, trained.best_epoch)
+  refit_metrics = evaluate(refitted, split, train_config.default_rating)
+  metrics.update({key: value for key, value in refit_metrics.items() if key.startswith("test_")})
+  metrics.update(refit_epochs=refitted.epochs_run,
+                 train_seconds=metrics["train_seconds"] + refitted.seconds)
+  return refitted, metrics

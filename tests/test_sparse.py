@@ -149,6 +149,24 @@ def test_mirrored_strategy_gives_single_device_steps(split, batch_size):
     np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
+def test_fused_adam_matches_keras_adam(split):
+  layout = build_layout(split.train)
+  states = []
+  for fused in [False, True]:
+    keras.utils.set_random_seed(0)
+    model = training.build_model(model_config(), layout)
+    model.compile(optimizer=make_optimizer("adam", 0.01))
+    trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
+                                   batch_size=12)
+    assert trainer.fused_adam
+    trainer.fused_adam = fused
+    losses = [trainer.run_epoch() for _ in range(3)]
+    states.append((losses, model.get_weights() + [v.numpy() for v in model.optimizer.variables]))
+  np.testing.assert_allclose(states[1][0], states[0][0], rtol=1e-5)
+  for expected, actual in zip(states[0][1], states[1][1]):
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-6)
+
+
 def load_ml100k():
   from keras_autorec.data import ratings as ratings_lib
   columns = np.loadtxt(ML100K_FILE, dtype=np.int64)

@@ -43,3 +43,13 @@ def test_hold_out_validation(ratings):
   assert not _pairs(split.train) & _pairs(split.validation)
   assert _pairs(split.train) | _pairs(split.validation) == _pairs(first.train)
   assert split.description.startswith("given")
+
+
+def test_merge_validation_into_train(ratings):
+  split = splits.random_split(ratings, seed=0)
+  merged = splits.merge_validation_into_train(split)
+  assert merged.train.num_ratings == split.train.num_ratings + split.validation.num_ratings
+  assert merged.validation.num_ratings == 0
+  assert merged.test is split.test
+  np.testing.assert_array_equal(merged.train.rating[split.train.num_ratings:],
+                                split.validation.rating)

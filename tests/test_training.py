@@ -152,3 +152,16 @@ def test_mixed_precision(split, mode, compute_dtype):
   np.testing.assert_allclose(losses, reference.history["loss"], rtol=0.02)
   np.testing.assert_allclose(mixed.history["val_rmse"], reference.history["val_rmse"], rtol=0.02)
   assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_fit_and_evaluate_refits_on_train_and_validation(split):
+  model_config = training.ModelConfig(hidden_units=(4,))
+  train_config = training.TrainConfig(epochs=6, patience=2, verbose=0)
+  early_stopped, plain = training.fit_and_evaluate(split, model_config, train_config, refit=False)
+  refitted, metrics = training.fit_and_evaluate(split, model_config, train_config)
+  assert metrics["refit_epochs"] == metrics["best_epoch"] == plain["best_epoch"]
+  # Validation metrics are the early-stopped model's; the refit model saw validation ratings.
+  assert metrics["validation_rmse"] == pytest.approx(plain["validation_rmse"], abs=1e-5)
+  assert refitted.layout.train.nnz > early_stopped.layout.train.nnz
+  assert metrics["test_rmse"] == pytest.approx(
+      training.evaluate(refitted, split)["test_rmse"], abs=1e-6)

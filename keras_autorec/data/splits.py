@@ -84,6 +84,23 @@ def hold_out_validation(train: Ratings, test: Ratings, validation_fraction: floa
       description=f"{description}, {validation_fraction:.0%} of train for validation, seed {seed}")
 
 
+def merge_validation_into_train(split: RatingsSplit) -> RatingsSplit:
+  """The split with its validation ratings moved into train (and no validation left)."""
+  train, validation = split.train, split.validation
+  expected = None
+  if train.expected_rating is not None and validation.expected_rating is not None:
+    expected = np.concatenate([train.expected_rating, validation.expected_rating])
+  merged = dataclasses.replace(
+      train, user_index=np.concatenate([train.user_index, validation.user_index]),
+      item_index=np.concatenate([train.item_index, validation.item_index]),
+      rating=np.concatenate([train.rating, validation.rating]),
+      timestamp=np.concatenate([train.timestamp, validation.timestamp]),
+      expected_rating=expected)
+  return dataclasses.replace(split, train=merged,
+                             validation=validation.subset(np.array([], dtype=np.int64)),
+                             description=f"{split.description}, validation merged into train")
+
+
 def load_splits(data_config: sources.DataConfig, config: SplitConfig,
                 repeats: int = 1) -> Iterator[RatingsSplit]:
   """Loads the ratings once and yields one split per seed (seed, seed + 1, ...)."""

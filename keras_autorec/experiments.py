@@ -1,0 +1,353 @@
+"""Reproduces the AutoRec paper's comparisons: Markdown, CSV and PNG results with 95% CIs.
+
+  python -m keras_autorec.experiments orientation --dataset=ml100k --data_dir=../shared/data \
+      --repeats=5 --results_dir=results/ml100k
+
+Experiments: orientation (I- vs U-AutoRec, the paper's table 1a), activations (table 1b plus relu
+and elu), baselines (tuned BiasedMF vs I-AutoRec, table 1c), hidden_units (RMSE vs k, figure 2),
+deep ((500, 250, 500) vs (500,)), or all. Each repeat is a random 90/10 split with seed
+seed + repeat (10% of train held out for validation), or with --split=u1..u5 the five canonical
+ML-100K folds. Every fitted run is appended to results_dir/runs.jsonl and reused by later
+experiments with the same data, split and configuration, so `all` and reruns fit nothing twice.
+--refit scores AutoRec on test after refitting on train + validation for the early-stopped number
+of epochs. A five-repeat ML-100K run of every experiment is about 65 full-batch fits (~40-80 s
+each on two shared cores, mostly the per-epoch validation pass).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from keras_autorec import cli_flags, evaluation, training, tuning
+from keras_autorec.baselines import biased_mf
+from keras_autorec.data import sources
+from keras_autorec.data.splits import (ML100K_FOLDS, RatingsSplit, hold_out_validation,
+                                       random_split)
+
+EXPERIMENTS = ("orientation", "activations", "baselines", "hidden_units", "deep")
+ALL_FOLDS = "u1..u5"
+# Figure 2's k grid thinned to keep a five-repeat ML-100K run of every experiment near an hour.
+DEFAULT_HIDDEN_UNITS_GRID = (10, 40, 100, 300, 500)
+# (encoder g, decoder f): the paper's four identity/sigmoid combinations, then relu and elu.
+ACTIVATION_ROWS = (("identity", "identity"), ("sigmoid", "identity"), ("identity", "sigmoid"),
+                   ("sigmoid", "sigmoid"), ("relu", "identity"), ("elu", "identity"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """What every experiment shares.
+
+  Attributes:
+    data: the ratings.
+    split: 'random' (repeats of a seeded 90/10 split), one ML-100K fold name, or 'u1..u5'.
+    repeats: number of random splits (ignored for folds: one run per fold).
+    seed: seed of the first repeat.
+    validation_fraction: share of the training ratings held out for early stopping and tuning.
+    results_dir: where the Markdown, CSV, PNG and runs.jsonl go.
+    model: the I-AutoRec every experiment varies.
+    train: how AutoRec is fitted.
+    hidden_units_grid: the k values of the hidden_units experiment.
+    refit: AutoRec's test metrics come from a refit on train + validation for the early-stopped
+      epoch count (`keras_autorec.training.fit_and_evaluate`).
+    mf_factors, mf_l2_weights, mf_optimizers: BiasedMF's tuning grid.
+  """
+
+  data: sources.DataConfig
+  results_dir: str
+  split: str = "random"
+  repeats: int = 5
+  seed: int = 0
+  validation_fraction: float = 0.1
+  model: training.ModelConfig = training.ModelConfig()
+  train: training.TrainConfig = training.TrainConfig(verbose=0)
+  hidden_units_grid: tuple[int, ...] = DEFAULT_HIDDEN_UNITS_GRID
+  refit: bool = True
+  mf_factors: tuple[int, ...] = tuning.BIASED_MF_FACTORS
+  mf_l2_weights: tuple[float, ...] = tuning.BIASED_MF_L2_WEIGHTS
+  mf_optimizers: tuple[str, ...] = tuning.BIASED_MF_OPTIMIZERS
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One line of a results table: a labelled configuration and its per-repeat metrics."""
+
+  label: str
+  params: dict
+  runs: list[dict]
+
+  def summary(self) -> dict:
+    """Mean and 95% CI of test and validation RMSE over the repeats."""
+    test_mean, test_ci = evaluation.mean_and_ci95([r["test_rmse"] for r in self.runs])
+    validation_mean, validation_ci = evaluation.mean_and_ci95(
+        [r["validation_rmse"] for r in self.runs])
+    return {"model": self.label, **self.params, "test_rmse_mean": test_mean,
+            "test_rmse_ci95": test_ci, "validation_rmse_mean": validation_mean,
+            "validation_rmse_ci95": validation_ci, "repeats": len(self.runs),
+            "mean_best_epoch": sum(r["best_epoch"] for r in self.runs) / len(self.runs),
+            "mean_train_seconds": sum(r["train_seconds"] for r in self.runs) / len(self.runs)}
+
+
+class Runner:
+  """Loads the splits once and fits configurations on every repeat, reusing cached runs."""
+
+  def __init__(self, config: ExperimentConfig):
+    self.config = config
+    os.makedirs(config.results_dir, exist_ok=True)
+    self.cache_path = os.path.join(config.results_dir, "runs.jsonl")
+    self.cache: dict[str, dict] = {}
+    if os.path.exists(self.cache_path):
+      with open(self.cache_path) as f:
+        for line in f:
+          record = json.loads(line)
+          self.cache[record["key"]] = record["metrics"]
+    self.splits = list(make_splits(config))
+
+  def _cached(self, kind: str, split: RatingsSplit, config: dict, fit_and_evaluate) -> dict:
+    # Every field of every configuration is in the key, so a new or changed field refits.
+    description = {"kind": kind, "data": dataclasses.asdict(self.config.data),
+                   "split": split.description, "config": config}
+    key = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    if key not in self.cache:
+      metrics = {"split": split.description, **fit_and_evaluate()}
+      self.cache[key] = metrics
+      with open(self.cache_path, "a") as f:
+        f.write(json.dumps({"key": key, "description": description, "metrics": metrics}) + "\n")
+      logging.info("%s on %s: validation RMSE %.4f, test RMSE %.4f (%.1f s)", kind,
+                   split.description, metrics["validation_rmse"], metrics["test_rmse"],
+                   metrics["train_seconds"])
+    return self.cache[key]
+
+  def autorec(self, label: str, params: dict, model_config: training.ModelConfig) -> Row:
+    """AutoRec with `model_config` on every repeat."""
+    runs = []
+    for repeat, split in enumerate(self.splits):
+      train_config = dataclasses.replace(self.config.train, seed=self.config.seed + repeat)
+
+      def fit_and_evaluate(split=split, train_config=train_config):
+        return training.fit_and_evaluate(split, model_config, train_config,
+                                         refit=self.config.refit)[1]
+
+      configs = {"model": dataclasses.asdict(model_config),
+                 "train": dataclasses.asdict(train_config)}
+      kind = "autorec_refit" if self.config.refit else "autorec"
+      runs.append(self._cached(kind, split, configs, fit_and_evaluate))
+    return Row(label, params, runs)
+
+  def biased_mf(self, label: str, config: biased_mf.BiasedMFConfig) -> Row:
+    """BiasedMF with `config` on every repeat."""
+    runs = []
+    for repeat, split in enumerate(self.splits):
+      seeded = dataclasses.replace(config, seed=self.config.seed + repeat)
+      runs.append(self._cached(
+          "biased_mf", split, dataclasses.asdict(seeded),
+          lambda split=split, seeded=seeded: biased_mf.evaluate(biased_mf.fit(split, seeded),
+                                                                split)))
+    params = {"factors": config.factors, "l2_weight": config.l2_weight,
+              "optimizer": config.optimizer}
+    return Row(label, params, runs)
+
+
+def make_splits(config: ExperimentConfig) -> list[RatingsSplit]:
+  """The repeats' train/validation/test splits."""
+  fraction, seed = config.validation_fraction, config.seed
+  if config.split == "random":
+    ratings = sources.load_ratings(config.data)
+    return [random_split(ratings, 0.1, fraction, seed + repeat)
+            for repeat in range(config.repeats)]
+  folds = ML100K_FOLDS[:5] if config.split == ALL_FOLDS else (config.split,)
+  if any(fold not in ML100K_FOLDS for fold in folds):
+    raise ValueError(f"split must be random, {ALL_FOLDS} or one of {ML100K_FOLDS}, "
+                     f"got {config.split!r}")
+  if config.data.dataset != "ml100k" or not config.data.data_dir:
+    raise ValueError("ML-100K folds need dataset ml100k and data_dir holding the GroupLens "
+                     "ml-100k release")
+  splits = []
+  for fold in folds:
+    train, test = sources.load_ml100k_fold(config.data.data_dir, fold)
+    splits.append(hold_out_validation(train, test, fraction, seed, f"ML-100K fold {fold}"))
+  return splits
+
+
+def _with(config: training.ModelConfig, **changes) -> training.ModelConfig:
+  return dataclasses.replace(config, **changes)
+
+
+def orientation(runner: Runner) -> list[Row]:
+  """I-AutoRec vs U-AutoRec (table 1a)."""
+  model = runner.config.model
+  return [runner.autorec("I-AutoRec", {}, _with(model, item_based=True)),
+          runner.autorec("U-AutoRec", {}, _with(model, item_based=False))]
+
+
+def activations(runner: Runner) -> list[Row]:
+  """I-AutoRec with each (g, f) combination (table 1b, plus relu and elu hidden layers)."""
+  return [runner.autorec(f"g={encoder}, f={decoder}",
+                         {"encoder_activation": encoder, "decoder_activation": decoder},
+                         _with(runner.config.model, encoder_activation=encoder,
+                               decoder_activation=decoder))
+          for encoder, decoder in ACTIVATION_ROWS]
+
+
+def baselines(runner: Runner) -> list[Row]:
+  """BiasedMF tuned on the first repeat's validation ratings vs I-AutoRec (table 1c)."""
+  config = runner.config
+  result = tuning.tune_biased_mf(runner.splits[0], biased_mf.BiasedMFConfig(seed=config.seed),
+                                 config.mf_factors, config.mf_l2_weights, config.mf_optimizers)
+  _write_csv(os.path.join(config.results_dir, "baselines_biased_mf_tuning.csv"),
+             [{**trial.params, "validation_rmse": trial.validation_rmse,
+               "best_epoch": trial.best_epoch, "seconds": trial.seconds}
+              for trial in result.trials])
+  chosen = dataclasses.replace(biased_mf.BiasedMFConfig(), **result.best.params)
+  label = (f"BiasedMF (tuned on validation: {chosen.factors} factors, l2 {chosen.l2_weight}, "
+           f"{chosen.optimizer})")
+  return [runner.biased_mf(label, chosen),
+          runner.autorec("I-AutoRec", {}, config.model)]
+
+
+def hidden_units(runner: Runner) -> list[Row]:
+  """I-AutoRec RMSE against the number of hidden units k (figure 2)."""
+  return [runner.autorec(f"I-AutoRec k={k}", {"hidden_units": k},
+                         _with(runner.config.model, hidden_units=(k,)))
+          for k in runner.config.hidden_units_grid]
+
+
+def deep(runner: Runner) -> list[Row]:
+  """I-AutoRec with three hidden layers (500, 250, 500) vs one (500,)."""
+  model = runner.config.model
+  return [runner.autorec("I-AutoRec (500,)", {"hidden_units": "500"},
+                         _with(model, hidden_units=(500,))),
+          runner.autorec("I-AutoRec (500, 250, 500)", {"hidden_units": "500-250-500"},
+                         _with(model, hidden_units=(500, 250, 500)))]
+
+
+EXPERIMENT_FUNCTIONS = {"orientation": orientation, "activations": activations,
+                        "baselines": baselines, "hidden_units": hidden_units, "deep": deep}
+
+
+def _write_csv(path: str, rows: Sequence[dict]) -> None:
+  fields = list(dict.fromkeys(key for row in rows for key in row))
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def markdown_table(name: str, rows: Sequence[Row], config: ExperimentConfig,
+                   seconds: float) -> str:
+  """The experiment's results as a Markdown document."""
+  protocol = (f"{len(rows[0].runs)} random 90/10 splits (seeds {config.seed}.."
+              f"{config.seed + len(rows[0].runs) - 1})" if config.split == "random"
+              else f"ML-100K fold(s) {config.split}")
+  lines = [f"# {name}: {EXPERIMENT_FUNCTIONS[name].__doc__}", "",
+           f"Dataset {config.data.dataset}; {protocol}; {config.validation_fraction:.0%} of "
+           "train held out for early stopping and tuning; test RMSE mean +/- 95% CI "
+           f"(Student t). Training: {config.train.optimizer}, lr {config.train.learning_rate}, "
+           f"{'full batch' if not config.train.batch_size else config.train.batch_size}, "
+           f"patience {config.train.patience}, at most {config.train.epochs} epochs; base "
+           f"model {config.model}"
+           f"{'; AutoRec test RMSE after a refit on train + validation' if config.refit else ''}"
+           f". Wall time of this invocation {seconds:.0f} s "
+           "(cached runs cost nothing).", "",
+           "| model | test RMSE | validation RMSE | repeats | mean best epoch | mean train s |",
+           "| --- | --- | --- | --- | --- | --- |"]
+  for row in rows:
+    s = row.summary()
+    lines.append(f"| {s['model']} | {s['test_rmse_mean']:.4f} +/- {s['test_rmse_ci95']:.4f} | "
+                 f"{s['validation_rmse_mean']:.4f} +/- {s['validation_rmse_ci95']:.4f} | "
+                 f"{s['repeats']} | {s['mean_best_epoch']:.0f} | "
+                 f"{s['mean_train_seconds']:.1f} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_hidden_units(rows: Sequence[Row], path: str) -> None:
+  """Test RMSE (mean and 95% CI) against k, as the paper's figure 2."""
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot
+
+  summaries = [row.summary() for row in rows]
+  figure, axes = pyplot.subplots(figsize=(5, 3.5))
+  axes.errorbar([s["hidden_units"] for s in summaries], [s["test_rmse_mean"] for s in summaries],
+                yerr=[s["test_rmse_ci95"] for s in summaries], marker="o", capsize=3,
+                label="test")
+  axes.plot([s["hidden_units"] for s in summaries], [s["validation_rmse_mean"] for s in summaries],
+            marker="s", linestyle="--", label="validation")
+  axes.set_xlabel("hidden units k")
+  axes.set_ylabel("RMSE")
+  axes.set_title("I-AutoRec: RMSE vs number of hidden units")
+  axes.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  pyplot.close(figure)
+
+
+def run_experiment(name: str, config: ExperimentConfig, runner: Runner | None = None) -> str:
+  """Runs one experiment, writes its Markdown, CSVs (and PNG) and returns the Markdown."""
+  start = time.time()
+  runner = runner or Runner(config)
+  rows = EXPERIMENT_FUNCTIONS[name](runner)
+  base = os.path.join(config.results_dir, name)
+  _write_csv(base + ".csv", [row.summary() for row in rows])
+  _write_csv(base + "_runs.csv", [{"model": row.label, **row.params, **run}
+                                  for row in rows for run in row.runs])
+  if name == "hidden_units":
+    plot_hidden_units(rows, base + ".png")
+  markdown = markdown_table(name, rows, config, time.time() - start)
+  with open(base + ".md", "w") as f:
+    f.write(markdown)
+  return markdown
+
+
+FLAGS = flags.FLAGS
+
+cli_flags.define_data_flags()
+cli_flags.define_split_flags()
+cli_flags.define_repeats_flag(default=5)
+cli_flags.define_model_flags()
+cli_flags.define_train_flags()
+cli_flags.define_refit_flag()
+flags.DEFINE_string("results_dir", "results", "Where results and the run cache go.")
+flags.DEFINE_list("hidden_units_grid", [str(k) for k in DEFAULT_HIDDEN_UNITS_GRID],
+                  "k values of the hidden_units experiment (paper: 10,20,40,80,100,200,300,400,"
+                  "500).")
+flags.DEFINE_list("mf_factors", [str(k) for k in tuning.BIASED_MF_FACTORS],
+                  "BiasedMF factors grid.")
+flags.DEFINE_list("mf_l2_weights", [str(w) for w in tuning.BIASED_MF_L2_WEIGHTS],
+                  "BiasedMF per-rating L2 grid.")
+flags.DEFINE_list("mf_optimizers", list(tuning.BIASED_MF_OPTIMIZERS), "BiasedMF optimisers.")
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in (*EXPERIMENTS, "all"):
+    raise app.UsageError(f"Give one experiment: {', '.join(EXPERIMENTS)} or all")
+  logging.getLogger().setLevel(logging.INFO)
+  config = ExperimentConfig(
+      data=cli_flags.data_config(), results_dir=FLAGS.results_dir, split=FLAGS.split,
+      repeats=FLAGS.repeats, seed=FLAGS.seed, model=cli_flags.model_config(),
+      train=dataclasses.replace(cli_flags.train_config(), verbose=0),
+      hidden_units_grid=tuple(int(k) for k in FLAGS.hidden_units_grid), refit=FLAGS.refit,
+      mf_factors=tuple(int(k) for k in FLAGS.mf_factors),
+      mf_l2_weights=tuple(float(w) for w in FLAGS.mf_l2_weights),
+      mf_optimizers=tuple(FLAGS.mf_optimizers))
+  try:
+    runner = Runner(config)
+    for name in EXPERIMENTS if argv[1] == "all" else (argv[1],):
+      print(run_experiment(name, config, runner), flush=True)
+  except (ValueError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
