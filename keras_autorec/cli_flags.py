@@ -102,6 +102,9 @@ def define_train_flags() -> None:
   _define("string", "model_dir", None, "Checkpoints and TensorBoard logs; rerunning with the "
           "same model_dir resumes.")
   _define("integer", "verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
+  _define("enum", "execution", defaults.execution, "dense (per-batch dense rows), sparse "
+          "(O(nnz x k) epochs, for large data) or auto (sparse when rows x columns is large).",
+          enum_values=["auto", "dense", "sparse"])
 
 
 def data_config() -> sources.DataConfig:
@@ -142,4 +145,5 @@ def train_config() -> training.TrainConfig:
       optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, patience=FLAGS.patience,
       mixed_precision=FLAGS.mixed_precision, strategy=FLAGS.strategy, model_dir=FLAGS.model_dir,
-      seed=FLAGS.seed, default_rating=FLAGS.default_rating, verbose=FLAGS.verbose)
+      seed=FLAGS.seed, default_rating=FLAGS.default_rating, verbose=FLAGS.verbose,
+      execution=FLAGS.execution)
