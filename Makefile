@@ -26,10 +26,11 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-## benchmark: parse and training speed (prints tables)
+## benchmark: parse, training and serving speed (prints tables)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/parse_speed.py
-	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/train_speed.py --shapes ml1m ml10m
+	$(BIN)/python benchmarks/serving_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
