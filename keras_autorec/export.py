@@ -106,16 +106,24 @@ class ExportConfig:
     fold_in_l2: ridge penalty lambda of the I-AutoRec fold-in, which fits a new user's decoder
       column (w, b) to f^-1(ratings) ~ z_i . w + b over the rated items' codes z_i, minimising
       squared error + lambda * ||(w, b) - (mean trained column, mean trained bias)||^2. Larger
-      values trust few ratings less; a trained column had roughly lambda = (training ratings) *
-      l2_weight. Must be positive, which keeps the solve well posed with any number of ratings.
+      values trust few ratings less. None (the default) uses the penalty a trained column had,
+      (training ratings) * l2_weight (see `keras_autorec.losses`), at least 1. Must be positive,
+      which keeps the solve well posed with any number of ratings.
     warmup_requests: whether to write assets.extra/tf_serving_warmup_requests.
   """
 
   export_dir: str = "saved_models/autorec"
   top_k: int = 100
   default_rating: float = 3.0
-  fold_in_l2: float = 1.0
+  fold_in_l2: float | None = None
   warmup_requests: bool = True
+
+
+def fold_in_l2(config: ExportConfig, model: AutoRec, layout: RowLayout) -> float:
+  """The fold-in ridge penalty: the configured one, or the one the training objective implies."""
+  if config.fold_in_l2 is not None:
+    return float(config.fold_in_l2)
+  return max(1.0, layout.train.nnz * model.l2_weight)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -488,8 +496,9 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
   """
   if config.top_k < 1:
     raise ValueError(f"top_k must be positive, got {config.top_k}")
-  if not config.fold_in_l2 > 0:
+  if config.fold_in_l2 is not None and not config.fold_in_l2 > 0:
     raise ValueError(f"fold_in_l2 must be positive, got {config.fold_in_l2}")
+  config = dataclasses.replace(config, fold_in_l2=fold_in_l2(config, model, layout))
   os.makedirs(config.export_dir, exist_ok=True)
   # A non-integer sibling: TF Serving never loads it and version numbering ignores it, so an
   # export killed before the rename leaves at worst an inert `.partial-*` directory.

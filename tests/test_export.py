@@ -278,7 +278,8 @@ def test_i_autorec_fold_in_is_the_ridge_solution(exported, run, num_rated, width
   ratings = np.zeros(item_ids.shape, np.float32)
   ratings[0, :num_rated] = np.linspace(5, 1, num_rated)
   ratings[1, width - num_rated:] = ratings[0, :num_rated][::-1]
-  expected = numpy_ridge_scores(exported.model, layout, exported.config.fold_in_l2,
+  penalty = export.fold_in_l2(exported.config, exported.model, layout)
+  expected = numpy_ridge_scores(exported.model, layout, penalty,
                                 item_ids, ratings)
   np.testing.assert_allclose(expected[0], expected[1], atol=1e-5)
   outputs = run("recommend_for_ratings", item_ids=item_ids, ratings=ratings)
@@ -462,3 +463,42 @@ def test_export_validates_its_config(small_model, tmp_path):
     config = export.ExportConfig(export_dir=str(tmp_path / "autorec"), **bad)
     with pytest.raises(ValueError, match=next(iter(bad))):
       export.export_model(small_model.model, small_model.layout, config)
+
+
+ML100K_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (ML100K_DIR / "ml-100k" / "u.data").exists(),
+                    reason="MovieLens-100K not found at ../shared/data/ml-100k")
+def test_fold_in_of_known_users_ranks_their_held_out_likes_on_ml100k(tmp_path):
+  from keras_autorec.data import sources
+  ratings = sources.load_ratings(sources.DataConfig(dataset="ml100k", data_dir=str(ML100K_DIR)))
+  split = splits.random_split(ratings, seed=0)
+  trained = training.fit(split, training.ModelConfig(), training.TrainConfig(epochs=60,
+                                                                            verbose=0))
+  path = export.export_model(trained.model, trained.layout, export.ExportConfig(
+      export_dir=str(tmp_path), top_k=10, warmup_requests=False))
+  fold_in = tf.saved_model.load(path).signatures["recommend_for_ratings"]
+  train, test = split.train, split.test
+  liked = test.rating >= 4
+  users = np.unique(test.user_index[liked])[:300]
+  rated = [np.flatnonzero(train.user_index == user) for user in users]
+  item_ids = np.full((len(users), max(r.size for r in rated)), "", dtype=object)
+  values = np.zeros(item_ids.shape, np.float32)
+  for row, positions in enumerate(rated):
+    item_ids[row, :positions.size] = train.item_ids[train.item_index[positions]]
+    values[row, :positions.size] = train.rating[positions]
+  top = fold_in(item_ids=tf.constant(item_ids), ratings=tf.constant(values))["item_ids"].numpy()
+  recalls, random_recalls = [], []
+  for row, user in enumerate(users):
+    held_out = set(test.item_ids[test.item_index[(test.user_index == user) & liked]])
+    recommended = {item.decode() for item in top[row]}
+    assert not recommended & set(item_ids[row]), "a folded-in item was recommended"
+    recalls.append(len(recommended & held_out) / min(10, len(held_out)))
+    # A uniformly random list of 10 unrated items finds each liked item with this probability.
+    random_recalls.append(10 / (train.num_items - rated[row].size) * len(held_out)
+                          / min(10, len(held_out)))
+  # Measured 0.102 against 0.007 for random lists (over all 863 such users, 0.115 against a
+  # most-rated list's 0.154, which AutoRec does not beat: it
+  # ranks by predicted rating, not by the chance of being rated).
+  assert np.mean(recalls) > 8 * np.mean(random_recalls)
