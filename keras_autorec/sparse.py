@@ -219,17 +219,24 @@ def reconstruct_pairs(model, block_tensors: tuple, rows: tf.Tensor, columns: tf.
                       dense_blocks: bool = False) -> tf.Tensor:
   """Unclipped reconstructions at (rows, columns) of a block, from its training ratings."""
   hidden = _encode(model, block_tensors, compute_dtype)
+  return _decode(model, hidden, rows, columns, transpose_order, compute_dtype, dense_blocks)
+
+
+def _decode(model, hidden: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
+            transpose_order: tf.Tensor, compute_dtype: tf.DType, dense_blocks: bool) -> tf.Tensor:
+  """The output layer's unclipped values at (rows, columns) from the last hidden code."""
   output = model.output_layer
   logits = _sampled_matmul(hidden, tf.convert_to_tensor(output.kernel), rows, columns,
                            transpose_order, compute_dtype, dense_blocks)
   return output.activation(logits + tf.gather(output.bias, columns))
 
 
-def l2_penalty(model) -> tf.Tensor:
-  """l2_weight times the summed squared kernels, as the dense model's regularisers compute it."""
+def l2_penalty(model, layers: list | None = None) -> tf.Tensor:
+  """l2_weight times the summed squared kernels (of `layers`, by default all), as in Keras."""
   if not model.l2_weight:
     return tf.constant(0.0)
-  kernels = [layer.kernel for layer in [*model.hidden_layers, model.output_layer]]
+  layers = [*model.hidden_layers, model.output_layer] if layers is None else layers
+  kernels = [layer.kernel for layer in layers]
   # l2_loss (half the summed squares) is one fused reduction: tf.square would be a temporary
   # the size of each kernel (1 GB at Netflix scale), also in the gradient.
   return 2.0 * model.l2_weight * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
@@ -291,29 +298,64 @@ def fusable_adam(optimizer, strategy: tf.distribute.Strategy) -> bool:
                       for v in optimizer._trainable_variables))
 
 
-def apply_adam(optimizer, gradients: list, variables: list) -> None:
-  """Keras Adam's update, computed in place by the fused ResourceApplyAdam kernel.
+def adam_updates(optimizer, gradients: list, variables: list, after: list) -> list:
+  """Keras Adam's update of `variables` (after the ops `after`), by the fused ResourceApplyAdam.
 
   Keras' update is a chain of elementwise ops, each a temporary the size of the variable (up to
   ~4 GB live at Netflix scale); the fused kernel reads and writes the slots once, with the same
-  formula, and no temporaries.
+  formula, and no temporaries. Returns [the last update]; `iterations` is left to the caller.
   """
   step = tf.cast(optimizer.iterations + 1, tf.float32)
   learning_rate = tf.cast(optimizer._get_current_learning_rate(), tf.float32)
   beta_1, beta_2 = tf.constant(optimizer.beta_1, tf.float32), tf.constant(optimizer.beta_2,
                                                                              tf.float32)
-  updates = []
+  updates = after
   for gradient, variable in zip(gradients, variables):
     index = optimizer._get_variable_index(variable)
-    # One variable at a time: each update's reads of gradient and slots then stay in order.
+    # Chained, so that no two updates' inputs need be alive at once; the output bias's gradient
+    # comes as IndexedSlices (it is read by a gather).
     with tf.control_dependencies(updates):
       updates = [tf.raw_ops.ResourceApplyAdam(
           var=variable.handle, m=optimizer._momentums[index].handle,
           v=optimizer._velocities[index].handle, beta1_power=tf.pow(beta_1, step),
           beta2_power=tf.pow(beta_2, step), lr=learning_rate, beta1=beta_1, beta2=beta_2,
-          epsilon=tf.constant(optimizer.epsilon, tf.float32), grad=gradient)]
+          epsilon=tf.constant(optimizer.epsilon, tf.float32), grad=tf.convert_to_tensor(gradient))]
+  return updates
+
+
+def adam_step(model, block_tensors: tuple, count: tf.Tensor, compute_dtype: tf.DType,
+              dense_blocks: bool) -> tf.Tensor:
+  """One fused-Adam step on a block (the whole step); returns its summed squared error.
+
+  The same update as Keras Adam on `squared_error_and_gradients`, but the output layer is updated
+  as soon as its gradients exist, before the encoder's backward pass starts (which needs only the
+  gradient of the hidden code): so the two GB-sized kernel gradients of Netflix are never alive
+  together.
+  """
+  rows, columns, values, transpose_order = block_tensors[:4]
+  optimizer = model.optimizer
+  encoder_variables = [v for layer in model.hidden_layers for v in layer.trainable_variables]
+  decoder_variables = model.output_layer.trainable_variables
+  with tf.GradientTape() as encoder_tape:
+    hidden = _encode(model, block_tensors, compute_dtype)
+    encoder_penalty = l2_penalty(model, model.hidden_layers)
+  with tf.GradientTape() as decoder_tape:
+    decoder_tape.watch(hidden)
+    predictions = _decode(model, hidden, rows, columns, transpose_order, compute_dtype,
+                          dense_blocks)
+    squared_error = tf.reduce_sum(tf.square(values - predictions))
+    decoder_share = squared_error / count + l2_penalty(model, [model.output_layer])
+  d_hidden, *decoder_gradients = decoder_tape.gradient(decoder_share,
+                                                       [hidden, *decoder_variables])
+  updates = adam_updates(optimizer, decoder_gradients, decoder_variables, [])
+  with tf.control_dependencies(updates):
+    encoder_gradients = encoder_tape.gradient(
+        [hidden, encoder_penalty], encoder_variables,
+        output_gradients=[d_hidden, tf.ones_like(encoder_penalty)])
+  updates = adam_updates(optimizer, encoder_gradients, encoder_variables, updates)
   with tf.control_dependencies(updates):
     optimizer.iterations.assign_add(1)
+  return squared_error
 
 
 class SparseTrainer:
@@ -321,7 +363,8 @@ class SparseTrainer:
 
   Each step covers one group of `strategy.num_replicas_in_sync` row blocks, one per replica;
   replicas return gradients of their share, which are summed (`strategy.reduce` SUM) before one
-  optimizer update of the (mirrored) variables. Full-batch training is a single group.
+  optimizer update of the (mirrored) variables. Full-batch training is a single group. A plain
+  Keras Adam on a single replica is applied by the fused `adam_step` (same update, less memory).
   """
 
   def __init__(self, model, sparse: SparseRows, strategy: tf.distribute.Strategy,
@@ -350,6 +393,11 @@ class SparseTrainer:
         lambda context: group[context.replica_id_in_sync_group].structure())
 
   def _step_fn(self, distributed_blocks, count):
+    if self.fused_adam:
+      squared_error = self.strategy.run(
+          adam_step, args=(self.model, distributed_blocks, count, self.compute_dtype,
+                           self.dense_blocks))
+      return squared_error / count + l2_penalty(self.model)
     squared_error, gradients = self.strategy.run(
         squared_error_and_gradients,
         args=(self.model, distributed_blocks, count, 1.0 / self.strategy.num_replicas_in_sync,
@@ -357,10 +405,7 @@ class SparseTrainer:
     squared_error = self.strategy.reduce(tf.distribute.ReduceOp.SUM, squared_error, axis=None)
     gradients = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
                  for g in gradients]
-    if self.fused_adam:
-      apply_adam(self.model.optimizer, gradients, self.model.trainable_variables)
-    else:
-      self.model.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+    self.model.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
     return squared_error / count + l2_penalty(self.model)
 
   def run_epoch(self, rng: np.random.Generator | None = None,
