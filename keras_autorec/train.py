@@ -84,8 +84,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.getLogger().setLevel(logging.INFO)
-  # TensorFlow's own INFO lines (one per saved function) would bury the run's summary.
-  logging.getLogger("tensorflow").setLevel(logging.WARNING)
+  # TensorFlow's INFO lines (several per saved function) would bury the run's summary.
+  for tensorflow_logger in ("absl", "tensorflow"):
+    logging.getLogger(tensorflow_logger).setLevel(logging.WARNING)
   export_config = None
   if FLAGS.export_dir:
     export_config = export.ExportConfig(export_dir=FLAGS.export_dir, top_k=FLAGS.export_top_k,
