@@ -19,7 +19,7 @@ prints the 1-minute load average before each shape.
 
   PYTHONPATH=. python benchmarks/train_speed.py --shapes ml1m ml10m
   PYTHONPATH=. python benchmarks/train_speed.py --shapes netflix --compute off --row_batches 4 \
-      --optimizer adam --sparse_epochs 1 --max_steps 2
+      --optimizer adam --sparse_epochs 1 --max_steps 2 --allocator system
 
 --allocator system makes TensorFlow's oneDNN allocator return freed memory to the system (with
 transparent huge pages), so RSS is the live memory; the default "pool" keeps every freed block for

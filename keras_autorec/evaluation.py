@@ -37,16 +37,19 @@ def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarra
   if seen.size == 0:
     return predictions
   order = seen[np.argsort(rows[seen], kind="stable")]
-  needed_rows, starts = np.unique(rows[order], return_index=True)
-  ends = np.append(starts[1:], order.shape[0])
-  position_of_row = {}
-  for batch_rows, inputs in data_input.rows_dataset(layout.train, needed_rows, batch_size):
+  needed_rows, pairs_per_row = np.unique(rows[order], return_counts=True)
+  # Each batch's pairs are read as soon as it is reconstructed, so memory stays bounded by one
+  # batch of dense rows however many rows are needed.
+  first_pair = 0
+  first_row = 0
+  for _, inputs in data_input.rows_dataset(layout.train, needed_rows, batch_size):
     reconstruction = model.predict_ratings(inputs).numpy()
-    for offset, row in enumerate(batch_rows.numpy()):
-      position_of_row[int(row)] = reconstruction[offset]
-  for row, start, end in zip(needed_rows, starts, ends):
-    pairs = order[start:end]
-    predictions[pairs] = position_of_row.pop(int(row))[columns[pairs]]
+    counts = pairs_per_row[first_row:first_row + reconstruction.shape[0]]
+    pairs = order[first_pair:first_pair + counts.sum()]
+    offsets = np.repeat(np.arange(counts.shape[0]), counts)
+    predictions[pairs] = reconstruction[offsets, columns[pairs]]
+    first_row += reconstruction.shape[0]
+    first_pair += pairs.shape[0]
   return predictions
 
 
