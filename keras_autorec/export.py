@@ -110,6 +110,9 @@ class ExportConfig:
       (training ratings) * l2_weight (see `keras_autorec.losses`), at least 1. Must be positive,
       which keeps the solve well posed with any number of ratings.
     warmup_requests: whether to write assets.extra/tf_serving_warmup_requests.
+    rating_table_max_cells: when users x items is at most this, every rating is computed at
+      export (4 bytes each: 100 MB at the default) and serving_default only looks it up;
+      above it, serving_default computes each rating from the tables in O(k).
   """
 
   export_dir: str = "saved_models/autorec"
@@ -117,6 +120,7 @@ class ExportConfig:
   default_rating: float = 3.0
   fold_in_l2: float | None = None
   warmup_requests: bool = True
+  rating_table_max_cells: int = 25_000_000
 
 
 def fold_in_l2(config: ExportConfig, model: AutoRec, layout: RowLayout) -> float:
@@ -225,6 +229,11 @@ class _ServingModule(tf.Module):
     self.user_biases = _constant_variable(arrays.user_biases, tf.float32)
     self.item_vectors = _constant_variable(arrays.item_vectors, tf.float32)
     self.item_biases = _constant_variable(arrays.item_biases, tf.float32)
+    self.rating_table = None
+    if self.num_users * self.num_items <= config.rating_table_max_cells:
+      # The same float32 arithmetic as the O(k) path, done once for every pair.
+      self.rating_table = _constant_variable(self._decode(self._scores_for_users(
+          self.user_vectors[:self.num_users], self.user_biases[:self.num_users])), tf.float32)
     norms = np.linalg.norm(arrays.item_vectors, axis=1, keepdims=True)
     self.item_unit_vectors = _constant_variable(
         arrays.item_vectors / np.maximum(norms, _MIN_NORM), tf.float32)
@@ -270,11 +279,14 @@ class _ServingModule(tf.Module):
     items = self.item_table.lookup(item_id)
     known = (users >= 0) & (items >= 0)
     users, items = tf.maximum(users, 0), tf.maximum(items, 0)
-    pre_activations = (
-        tf.reduce_sum(tf.gather(self.user_vectors, users) * tf.gather(self.item_vectors, items),
-                      axis=1)
-        + tf.gather(self.user_biases, users) + tf.gather(self.item_biases, items))
-    return {"rating": tf.where(known, self._decode(pre_activations), self.default_rating)}
+    if self.rating_table is not None:
+      rating = tf.gather_nd(self.rating_table, tf.stack([users, items], axis=1))
+    else:
+      rating = self._decode(
+          tf.reduce_sum(tf.gather(self.user_vectors, users) * tf.gather(self.item_vectors, items),
+                        axis=1)
+          + tf.gather(self.user_biases, users) + tf.gather(self.item_biases, items))
+    return {"rating": tf.where(known, rating, self.default_rating)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
   def recommend(self, user_id):

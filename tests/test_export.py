@@ -190,6 +190,22 @@ def test_serving_default_matches_keras_and_defaults_unknown_ids(exported, run):
   assert rating.min() >= 1.0 and rating.max() <= 5.0
 
 
+def test_serving_default_without_the_rating_table_computes_the_same_ratings(exported,
+                                                                           tmp_path):
+  layout = exported.layout
+  config = dataclasses.replace(exported.config, export_dir=str(tmp_path),
+                               rating_table_max_cells=0, warmup_requests=False)
+  without_table = tf.saved_model.load(export.export_model(exported.model, layout, config))
+  with_table = tf.saved_model.load(exported.path)
+  assert hasattr(with_table, "rating_table") and not hasattr(without_table, "rating_table")
+  users, items = (grid.ravel() for grid in np.meshgrid(layout.user_ids(), layout.item_ids()))
+  inputs = {"user_id": tf.constant(users.astype(object)), "item_id": tf.constant(
+      items.astype(object))}
+  np.testing.assert_allclose(
+      without_table.signatures["serving_default"](**inputs)["rating"].numpy(),
+      with_table.signatures["serving_default"](**inputs)["rating"].numpy(), atol=1e-5)
+
+
 def test_recommend_matches_keras_excludes_training_items_and_is_sorted(exported, run):
   layout = exported.layout
   unclipped, clipped = reconstruction(exported.model, layout)
