@@ -69,7 +69,6 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
   """Runs in a child process: generates `shape`, times dense and sparse, returns a result row."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras
-  import numpy as np
   import tensorflow as tf
 
   from keras_autorec import sparse

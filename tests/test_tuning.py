@@ -9,7 +9,6 @@ import pytest
 
 from keras_autorec import training, tuning
 from keras_autorec.baselines import biased_mf
-from keras_autorec.data import splits
 
 
 def test_paper_lambda_converts_to_the_loss_scale():
