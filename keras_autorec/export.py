@@ -46,6 +46,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -78,18 +79,31 @@ _SELU_ALPHA = 1.6732632423543772
 _INVERSE_EPSILON = 1e-6
 
 
-def _inverse_activation(name: str, outputs: tf.Tensor) -> tf.Tensor:
+def _decoder_activation(name: str, rating_scale) -> Callable[[tf.Tensor], tf.Tensor]:
+  """The decoder activation f as the model applies it (`keras_autorec.model.output_activation`)."""
+  low, high = rating_scale
+  if name == "sigmoid":
+    return lambda x: low + (high - low) * tf.sigmoid(x)
+  if name == "tanh":
+    return lambda x: low + (high - low) * (tf.tanh(x) + 1.0) / 2.0
+  return _ACTIVATIONS[name]
+
+
+def _inverse_activation(name: str, outputs: tf.Tensor, rating_scale) -> tf.Tensor:
   """Pre-activations whose decoder activation gives `outputs`, clamped into f's range.
 
   relu is not invertible below 0; ratings are taken as they are there.
   """
   if name in ("identity", "relu"):
     return outputs
+  low, high = rating_scale
   if name == "sigmoid":
-    probability = tf.clip_by_value(outputs, _INVERSE_EPSILON, 1.0 - _INVERSE_EPSILON)
+    probability = tf.clip_by_value((outputs - low) / (high - low), _INVERSE_EPSILON,
+                                   1.0 - _INVERSE_EPSILON)
     return tf.math.log(probability) - tf.math.log1p(-probability)
   if name == "tanh":
-    return tf.atanh(tf.clip_by_value(outputs, -1.0 + _INVERSE_EPSILON, 1.0 - _INVERSE_EPSILON))
+    unit = 2.0 * (outputs - low) / (high - low) - 1.0
+    return tf.atanh(tf.clip_by_value(unit, -1.0 + _INVERSE_EPSILON, 1.0 - _INVERSE_EPSILON))
   scale, alpha = (_SELU_SCALE, _SELU_ALPHA) if name == "selu" else (1.0, 1.0)
   negative = tf.math.log1p(tf.maximum(outputs / (scale * alpha), -1.0 + _INVERSE_EPSILON))
   return tf.where(outputs > 0, outputs / scale, negative)
@@ -244,8 +258,9 @@ class _ServingModule(tf.Module):
     self.encoder_biases = [_constant_variable(bias, tf.float32) for bias in arrays.encoder_biases]
 
   def _decode(self, pre_activations: tf.Tensor) -> tf.Tensor:
-    return tf.clip_by_value(_ACTIVATIONS[self.decoder_activation](pre_activations),
-                            *self.rating_scale)
+    return tf.clip_by_value(
+        _decoder_activation(self.decoder_activation, self.rating_scale)(pre_activations),
+        *self.rating_scale)
 
   def _scores_for_users(self, user_vectors: tf.Tensor, user_biases: tf.Tensor) -> tf.Tensor:
     """Pre-activations of every item for users given as vectors [B, k] and biases [B]."""
@@ -338,7 +353,8 @@ class _ServingModule(tf.Module):
     codes = tf.cast(tf.gather(self.item_vectors, tf.maximum(items, 0)), tf.float64)
     design = tf.concat([codes, tf.ones_like(weights)], axis=-1) * weights  # [B, L, k+1]
     prior = tf.cast(tf.concat([self.user_vectors[-1], self.user_biases[-1:]], axis=0), tf.float64)
-    targets = tf.cast(_inverse_activation(self.decoder_activation, ratings), tf.float64)
+    targets = tf.cast(_inverse_activation(self.decoder_activation, ratings, self.rating_scale),
+                      tf.float64)
     residuals = (targets[..., tf.newaxis] - tf.matmul(design, prior[:, tf.newaxis])) * weights
     num_parameters = design.shape[-1]
     num_ratings = tf.shape(design)[1]

@@ -19,6 +19,20 @@ def _keras_activation(name: str) -> str:
   return "linear" if name == "identity" else name
 
 
+def output_activation(name: str, rating_scale: Sequence[float]):
+  """The decoder activation f; the bounded ones (sigmoid, tanh) are stretched onto the scale.
+
+  A plain sigmoid never exceeds 1, so on a 1-5 scale f = sigmoid could not fit any rating;
+  scaled, f(x) = low + (high - low) * sigmoid(x) spans the ratings as the paper's table needs.
+  """
+  low, high = (float(v) for v in rating_scale)
+  if name == "sigmoid":
+    return lambda x: low + (high - low) * ops.sigmoid(x)
+  if name == "tanh":
+    return lambda x: low + (high - low) * (ops.tanh(x) + 1.0) / 2.0
+  return keras.activations.get(_keras_activation(name))
+
+
 @keras.saving.register_keras_serializable(package="keras_autorec")
 class AutoRec(keras.Model):
   """Item- or user-based AutoRec with a masked reconstruction loss and L2 on kernels.
@@ -59,16 +73,18 @@ class AutoRec(keras.Model):
       initializer = ("glorot_uniform" if init_stddev is None
                      else keras.initializers.RandomNormal(stddev=init_stddev))
       return keras.layers.Dense(
-          units, activation=_keras_activation(activation), kernel_initializer=initializer,
+          units, activation=activation, kernel_initializer=initializer,
           kernel_regularizer=keras.regularizers.L2(self.l2_weight) if self.l2_weight else None,
           name=name, dtype=dtype)
 
     self.dropout = keras.layers.Dropout(self.input_dropout) if self.input_dropout else None
-    self.hidden_layers = [dense(units, encoder_activation, f"hidden_{i}")
+    self.hidden_layers = [dense(units, _keras_activation(encoder_activation), f"hidden_{i}")
                           for i, units in enumerate(self.hidden_units)]
+    _keras_activation(decoder_activation)
     # The reconstruction stays float32 under mixed precision so the loss is computed exactly.
-    self.output_layer = dense(self.num_inputs, decoder_activation, "reconstruction",
-                              dtype="float32")
+    self.output_layer = dense(self.num_inputs,
+                              output_activation(decoder_activation, self.rating_scale),
+                              "reconstruction", dtype="float32")
 
   def encode(self, ratings, training=None):
     """The last hidden layer's code of each row of ratings."""

@@ -206,6 +206,30 @@ def test_serving_default_without_the_rating_table_computes_the_same_ratings(expo
       with_table.signatures["serving_default"](**inputs)["rating"].numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("rating_table_max_cells", [0, 10**9])
+def test_sigmoid_decoder_is_exported_on_the_rating_scale(split, tmp_path, rating_table_max_cells):
+  trained = training.fit(
+      split, training.ModelConfig(hidden_units=(8,), decoder_activation="sigmoid"),
+      training.TrainConfig(epochs=20, batch_size=64, learning_rate=3e-2, verbose=0))
+  layout = trained.layout
+  config = export.ExportConfig(export_dir=str(tmp_path), top_k=5, warmup_requests=False,
+                               rating_table_max_cells=rating_table_max_cells)
+  loaded = tf.saved_model.load(export.export_model(trained.model, layout, config))
+  users, items = (grid.ravel() for grid in np.meshgrid(np.arange(layout.user_ids().shape[0]),
+                                                       np.arange(layout.item_ids().shape[0])))
+  rows, columns = (items, users) if layout.item_based else (users, items)
+  expected = evaluation.predict_pairs(trained.model, layout, rows, columns, DEFAULT_RATING)
+  rating = loaded.signatures["serving_default"](
+      user_id=tf.constant(layout.user_ids()[users].astype(object)),
+      item_id=tf.constant(layout.item_ids()[items].astype(object)))["rating"].numpy()
+  np.testing.assert_allclose(rating, expected, atol=1e-4)
+  assert rating.max() > 2.0  # An unscaled sigmoid could not exceed 1.
+  folded = loaded.signatures["recommend_for_ratings"](
+      item_ids=tf.constant(layout.item_ids()[:3].astype(object)[np.newaxis]),
+      ratings=tf.constant([[5.0, 1.0, 4.0]]))["scores"].numpy()
+  assert np.all((folded >= 1.0) & (folded <= 5.0))
+
+
 def test_recommend_matches_keras_excludes_training_items_and_is_sorted(exported, run):
   layout = exported.layout
   unclipped, clipped = reconstruction(exported.model, layout)

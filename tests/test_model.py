@@ -125,3 +125,14 @@ def test_deep_model():
   ratings, _ = _batch()
   assert model.encode(ratings).shape == (6, 8)
   assert model(ratings).shape == (6, 10)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_bounded_decoder_activations_span_the_rating_scale(activation):
+  model = model_lib.AutoRec(num_inputs=3, hidden_units=(2,), decoder_activation=activation,
+                            rating_scale=(1.0, 5.0))
+  model(np.zeros((1, 3), np.float32))
+  model.output_layer.kernel.assign(np.zeros((2, 3), np.float32))
+  model.output_layer.bias.assign(np.array([-30.0, 0.0, 30.0], np.float32))
+  np.testing.assert_allclose(model(np.zeros((1, 3), np.float32)).numpy()[0], [1.0, 3.0, 5.0],
+                             atol=1e-5)
