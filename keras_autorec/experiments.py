@@ -31,8 +31,7 @@ from absl import app, flags
 from keras_autorec import cli_flags, evaluation, training, tuning
 from keras_autorec.baselines import biased_mf
 from keras_autorec.data import sources
-from keras_autorec.data.splits import (ML100K_FOLDS, RatingsSplit, hold_out_validation,
-                                       random_split)
+from keras_autorec.data.splits import ML100K_FOLDS, RatingsSplit, SplitConfig, load_splits
 
 EXPERIMENTS = ("orientation", "activations", "baselines", "hidden_units", "deep")
 ALL_FOLDS = "u1..u5"
@@ -158,24 +157,18 @@ class Runner:
 
 
 def make_splits(config: ExperimentConfig) -> list[RatingsSplit]:
-  """The repeats' train/validation/test splits."""
-  fraction, seed = config.validation_fraction, config.seed
+  """The repeats' train/validation/test splits: random 90/10 per seed, or one per fold."""
+  def split_config(protocol: str) -> SplitConfig:
+    return SplitConfig(protocol=protocol, validation_fraction=config.validation_fraction,
+                       seed=config.seed)
+
   if config.split == "random":
-    ratings = sources.load_ratings(config.data)
-    return [random_split(ratings, 0.1, fraction, seed + repeat)
-            for repeat in range(config.repeats)]
+    return list(load_splits(config.data, split_config("random"), config.repeats))
   folds = ML100K_FOLDS[:5] if config.split == ALL_FOLDS else (config.split,)
   if any(fold not in ML100K_FOLDS for fold in folds):
     raise ValueError(f"split must be random, {ALL_FOLDS} or one of {ML100K_FOLDS}, "
                      f"got {config.split!r}")
-  if config.data.dataset != "ml100k" or not config.data.data_dir:
-    raise ValueError("ML-100K folds need dataset ml100k and data_dir holding the GroupLens "
-                     "ml-100k release")
-  splits = []
-  for fold in folds:
-    train, test = sources.load_ml100k_fold(config.data.data_dir, fold)
-    splits.append(hold_out_validation(train, test, fraction, seed, f"ML-100K fold {fold}"))
-  return splits
+  return [next(load_splits(config.data, split_config(fold))) for fold in folds]
 
 
 def _with(config: training.ModelConfig, **changes) -> training.ModelConfig:

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from keras_autorec.data import sources
+from keras_autorec.data.grouplens import ML100K_FOLDS
 from keras_autorec.data.ratings import Ratings, RatingsError
-
-ML100K_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 
 @dataclasses.dataclass(frozen=True)
