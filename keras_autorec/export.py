@@ -15,20 +15,27 @@ activation and the clip is to the rating scale, exactly as `AutoRec.predict_rati
 Signatures (method predict, named inputs, dict outputs):
   serving_default        user_id str [B], item_id str [B] -> rating float32 [B]; the default rating
                          when the user or the item has no training ratings.
-  recommend              user_id str [B] -> item_ids str [B, K], scores float32 [B, K]; items the
-                         user rated in training are excluded.
-  recommend_for_ratings  item_ids str [B, L], ratings float32 [B, L] ("" pads) -> item_ids, scores;
-                         a user not seen in training, folded in without retraining; the given
-                         items are excluded and unknown item ids ignored. List each item once:
-                         a repeated item counts twice (I-AutoRec) or has its ratings summed
-                         (U-AutoRec).
+  recommend              user_id str [B] -> item_ids str [B, K], scores float32 [B, K],
+                         ratings float32 [B, K]; items the user rated in training are excluded.
+  recommend_for_ratings  item_ids str [B, L], ratings float32 [B, L] ("" pads) -> item_ids,
+                         scores, ratings; a user not seen in training, folded in without
+                         retraining; the given items are excluded and unknown item ids ignored.
+                         List each item once: a repeated item counts twice (I-AutoRec) or has its
+                         ratings summed (U-AutoRec).
   similar_items          item_id str [B] -> item_ids, scores: cosine similarity of item vectors,
                          the item itself excluded.
 
-Top-K lists are sorted by score, best first. Recommendation scores are predicted ratings (clipped
-like serving_default, ranked by the unclipped value so that ties at the top of the scale keep the
-model's order). Slots with no candidate left (K exceeds the items not excluded) have item id ""
-and score -inf; an unknown item_id gets only such slots from similar_items.
+Top-K lists are sorted by score, best first. The recommendation score of an item is
+
+    score(u, i) = f(user_vector[u] . item_vector[i] + user_bias[u] + item_bias[i])
+                  + popularity_weight * popularity[i],
+
+the unclipped predicted rating plus a popularity bonus, popularity[i] being log(1 + training
+ratings of item i) standardised over the items (`ExportConfig.popularity_weight`): a predicted
+rating alone ranks rarely rated items first, which seldom are the ones users rate next. `ratings`
+are the listed items' predicted ratings, clipped like serving_default. Slots with no candidate left
+(K exceeds the items not excluded) have item id "", score -inf and rating -inf; an unknown item_id
+gets only such slots from similar_items.
 
 Cold start: a user id unknown to `recommend` gets the same list as `recommend_for_ratings` with no
 ratings. For U-AutoRec that is the model's reconstruction of an empty rating vector; for I-AutoRec
@@ -117,6 +124,13 @@ class ExportConfig:
     export_dir: the TF Serving model base path; versions go to `export_dir/<integer>/`.
     top_k: K of recommend, recommend_for_ratings and similar_items (at most the number of items).
     default_rating: serving_default's rating when the user or item has no training ratings.
+    popularity_weight: beta of the `scores` that recommend and recommend_for_ratings rank by,
+      (unclipped predicted rating) + beta * popularity, popularity being log(1 + the item's
+      training ratings) standardised over the items; beta is in rating points per standard
+      deviation of log popularity, and 0 ranks by predicted rating alone. Their `ratings` output
+      is the predicted rating either way. The default maximised the validation recall@10 of
+      held-out ratings >= 4, averaged over recommend and the fold-in and over ML-100K seeds 0
+      and 1 (flat from 1.5 to 3; figures in the README's Serving section).
     fold_in_l2: ridge penalty lambda of the I-AutoRec fold-in, which fits a new user's decoder
       column (w, b) to f^-1(ratings) ~ z_i . w + b over the rated items' codes z_i, minimising
       squared error + lambda * ||(w, b) - (mean trained column, mean trained bias)||^2. Larger
@@ -132,6 +146,7 @@ class ExportConfig:
   export_dir: str = "saved_models/autorec"
   top_k: int = 100
   default_rating: float = 3.0
+  popularity_weight: float = 1.75
   fold_in_l2: float | None = None
   warmup_requests: bool = True
   rating_table_max_cells: int = 25_000_000
@@ -154,6 +169,7 @@ class _ServingArrays:
   user_biases: np.ndarray  # float32 [U + 1]
   item_vectors: np.ndarray  # float32 [I, k]
   item_biases: np.ndarray  # float32 [I]
+  item_popularity: np.ndarray  # float32 [I], standardised log(1 + training ratings)
   training_items: SparseRows  # the items of each user, [U + 1 rows (the last empty), I]
   encoder_kernels: list[np.ndarray]  # U-AutoRec only: the encoder, for the fold-in
   encoder_biases: list[np.ndarray]
@@ -166,6 +182,13 @@ def _row_codes(model: AutoRec, layout: RowLayout, batch_size: int = 1024) -> np.
   for row_ids, inputs in data_input.rows_dataset(layout.train, row_positions, batch_size):
     codes[row_ids.numpy()] = ops.convert_to_numpy(model.encode(inputs, training=False))
   return codes
+
+
+def _standardised_log_counts(counts: np.ndarray) -> np.ndarray:
+  """log(1 + counts), shifted and scaled to mean 0 and standard deviation 1 (0 if constant)."""
+  log_counts = np.log1p(counts.astype(np.float64))
+  spread = log_counts.std()
+  return ((log_counts - log_counts.mean()) / (spread if spread > 0 else 1.0)).astype(np.float32)
 
 
 def _serving_arrays(model: AutoRec, layout: RowLayout) -> _ServingArrays:
@@ -187,6 +210,7 @@ def _serving_arrays(model: AutoRec, layout: RowLayout) -> _ServingArrays:
     # Transposes the item rows into the users' rated items.
     training_items = sparse_rows(layout.train.columns, layout.train.row_index(),
                                  layout.train.values, num_users + 1, num_items)
+    item_counts = layout.train.row_lengths()
     encoder_kernels, encoder_biases = [], []
   else:
     empty_code = ops.convert_to_numpy(
@@ -196,6 +220,7 @@ def _serving_arrays(model: AutoRec, layout: RowLayout) -> _ServingArrays:
     item_vectors, item_biases = kernel_columns, output_bias
     training_items = SparseRows(np.append(layout.train.row_splits, layout.train.nnz),
                                 layout.train.columns, layout.train.values, num_items)
+    item_counts = np.bincount(layout.train.columns, minlength=num_items)
     encoder_kernels = [ops.convert_to_numpy(layer.kernel).astype(np.float32)
                        for layer in model.hidden_layers]
     encoder_biases = [ops.convert_to_numpy(layer.bias).astype(np.float32)
@@ -203,7 +228,8 @@ def _serving_arrays(model: AutoRec, layout: RowLayout) -> _ServingArrays:
   return _ServingArrays(
       user_ids=layout.user_ids().astype(str), item_ids=layout.item_ids().astype(str),
       user_vectors=user_vectors.astype(np.float32), user_biases=user_biases,
-      item_vectors=item_vectors, item_biases=item_biases, training_items=training_items,
+      item_vectors=item_vectors, item_biases=item_biases,
+      item_popularity=_standardised_log_counts(item_counts), training_items=training_items,
       encoder_kernels=encoder_kernels, encoder_biases=encoder_biases)
 
 
@@ -230,6 +256,7 @@ class _ServingModule(tf.Module):
     self.encoder_activation = model.encoder_activation
     self.rating_scale = model.rating_scale
     self.default_rating = float(config.default_rating)
+    self.popularity_weight = float(config.popularity_weight)
     self.fold_in_l2 = float(config.fold_in_l2)
     self.num_users = int(arrays.user_ids.shape[0])
     self.num_items = int(arrays.item_ids.shape[0])
@@ -243,6 +270,7 @@ class _ServingModule(tf.Module):
     self.user_biases = _constant_variable(arrays.user_biases, tf.float32)
     self.item_vectors = _constant_variable(arrays.item_vectors, tf.float32)
     self.item_biases = _constant_variable(arrays.item_biases, tf.float32)
+    self.item_popularity = _constant_variable(arrays.item_popularity, tf.float32)
     self.rating_table = None
     if self.num_users * self.num_items <= config.rating_table_max_cells:
       # The same float32 arithmetic as the O(k) path, done once for every pair.
@@ -257,29 +285,34 @@ class _ServingModule(tf.Module):
                             for kernel in arrays.encoder_kernels]
     self.encoder_biases = [_constant_variable(bias, tf.float32) for bias in arrays.encoder_biases]
 
+  def _activate(self, pre_activations: tf.Tensor) -> tf.Tensor:
+    return _decoder_activation(self.decoder_activation, self.rating_scale)(pre_activations)
+
   def _decode(self, pre_activations: tf.Tensor) -> tf.Tensor:
-    return tf.clip_by_value(
-        _decoder_activation(self.decoder_activation, self.rating_scale)(pre_activations),
-        *self.rating_scale)
+    return tf.clip_by_value(self._activate(pre_activations), *self.rating_scale)
 
   def _scores_for_users(self, user_vectors: tf.Tensor, user_biases: tf.Tensor) -> tf.Tensor:
     """Pre-activations of every item for users given as vectors [B, k] and biases [B]."""
     return (tf.matmul(user_vectors, self.item_vectors, transpose_b=True)
             + user_biases[:, tf.newaxis] + self.item_biases[tf.newaxis, :])
 
-  def _top_k(self, ranking: tf.Tensor, scores: tf.Tensor,
-             excluded: tf.Tensor) -> dict[str, tf.Tensor]:
-    """The K items of highest `ranking` that are not excluded, with their `scores`."""
-    ranking = tf.where(excluded, tf.constant(-np.inf, tf.float32), ranking)
-    top = tf.math.top_k(ranking, k=self.k, sorted=True)
+  def _top_k(self, scores: tf.Tensor, excluded: tf.Tensor,
+             **per_item: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The K items of highest `scores` that are not excluded, with their `per_item` values."""
+    scores = tf.where(excluded, tf.constant(-np.inf, tf.float32), scores)
+    top = tf.math.top_k(scores, k=self.k, sorted=True)
     available = top.values > -np.inf
-    return {
-        "item_ids": tf.where(available, tf.gather(self.item_ids, top.indices), PADDING_ID),
-        "scores": tf.where(available, tf.gather(scores, top.indices, batch_dims=1), -np.inf),
-    }
+    outputs = {"item_ids": tf.where(available, tf.gather(self.item_ids, top.indices), PADDING_ID),
+               "scores": top.values}
+    for name, values in per_item.items():
+      outputs[name] = tf.where(available, tf.gather(values, top.indices, batch_dims=1), -np.inf)
+    return outputs
 
   def _recommend(self, pre_activations: tf.Tensor, excluded: tf.Tensor) -> dict[str, tf.Tensor]:
-    return self._top_k(pre_activations, self._decode(pre_activations), excluded)
+    ratings = self._activate(pre_activations)
+    scores = ratings + self.popularity_weight * self.item_popularity[tf.newaxis, :]
+    return self._top_k(scores, excluded,
+                       ratings=tf.clip_by_value(ratings, *self.rating_scale))
 
   def _mask(self, batch: tf.Tensor, items: tf.Tensor, batch_size: tf.Tensor) -> tf.Tensor:
     """bool [batch_size, I], True at (batch[n], items[n])."""
@@ -384,7 +417,7 @@ class _ServingModule(tf.Module):
                              transpose_b=True)
     excluded = (tf.one_hot(items, self.num_items, on_value=True, off_value=False)
                 | ~known[:, tf.newaxis])
-    return self._top_k(similarities, similarities, excluded)
+    return self._top_k(similarities, excluded)
 
   def serving_signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
     return {"serving_default": self.rate.get_concrete_function(),
@@ -524,6 +557,8 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
   """
   if config.top_k < 1:
     raise ValueError(f"top_k must be positive, got {config.top_k}")
+  if not np.isfinite(config.popularity_weight):
+    raise ValueError(f"popularity_weight must be finite, got {config.popularity_weight}")
   if config.fold_in_l2 is not None and not config.fold_in_l2 > 0:
     raise ValueError(f"fold_in_l2 must be positive, got {config.fold_in_l2}")
   config = dataclasses.replace(config, fold_in_l2=fold_in_l2(config, model, layout))

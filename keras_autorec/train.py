@@ -28,6 +28,10 @@ cli_flags.define_refit_flag()
 flags.DEFINE_string("export_dir", "saved_models/autorec", "TF Serving model base path; each run "
                     "adds a version (the first repeat's model). Empty to skip the export.")
 flags.DEFINE_integer("export_top_k", 100, "K of the exported recommend signatures.")
+flags.DEFINE_float("export_popularity_weight", export.ExportConfig.popularity_weight,
+                   "beta of the exported recommendation score, predicted rating + beta * "
+                   "standardised log(1 + the item's training ratings); 0 ranks by predicted "
+                   "rating alone.")
 flags.DEFINE_string("metrics_file", None, "Where to write the metrics as JSON.")
 
 
@@ -90,7 +94,8 @@ def main(argv):
   export_config = None
   if FLAGS.export_dir:
     export_config = export.ExportConfig(export_dir=FLAGS.export_dir, top_k=FLAGS.export_top_k,
-                                        default_rating=FLAGS.default_rating)
+                                        default_rating=FLAGS.default_rating,
+                                        popularity_weight=FLAGS.export_popularity_weight)
   try:
     summary = run(cli_flags.data_config(), cli_flags.split_config(), cli_flags.model_config(),
                   cli_flags.train_config(), FLAGS.repeats, export_config, FLAGS.refit)
