@@ -21,7 +21,7 @@ def test_config_defaults():
   assert (config.user_column, config.item_column, config.rating_column) == ("0", "1", "2")
   assert config.timestamp_column is None and config.rating_scale is None
   assert (config.synthetic_shape, config.synthetic_noise_stddev, config.seed) == (
-      "ml100k", 0.5, 0)
+      "ml100k", 1.0, 0)
   with pytest.raises(dataclasses.FrozenInstanceError):
     config.seed = 1
 

@@ -105,3 +105,13 @@ def test_defaults_on_ml100k_beat_svd_and_export_matches(tmp_path):
   rating = loaded.signatures["serving_default"](user_id=tf.constant(["196", "no-such-user"]),
                                                 item_id=tf.constant(["242", "242"]))["rating"]
   assert 1.0 <= float(rating[0]) <= 5.0 and float(rating[1]) == 3.0
+
+
+def test_defaults_on_synthetic_end_within_ten_percent_of_the_noise_floor():
+  summary = train.run(sources.DataConfig(dataset="synthetic"), SplitConfig(seed=0),
+                      training.ModelConfig(), training.TrainConfig(verbose=0))
+  metrics = summary["runs"][0]
+  floor = metrics["test_noise_floor_rmse"]
+  assert floor == pytest.approx(0.80, abs=0.01)
+  # A global mean scores 1.37x the floor and user + item biases 1.20x on this split.
+  assert metrics["test_rmse"] <= 1.10 * floor
