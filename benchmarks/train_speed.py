@@ -98,8 +98,10 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
       model = AutoRec(num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
       model(tf.zeros((1, num_columns)))
       model.compile(optimizer=make_optimizer(args.optimizer, 1e-3))
+      density = sparse.DENSE_COLUMN_DENSITY if args.dense_density is None else args.dense_density
       trainer = sparse.SparseTrainer(model, train, tf.distribute.get_strategy(), batch_size,
-                                     compute_dtype=sparse.COMPUTE_DTYPES[compute])
+                                     compute_dtype=sparse.COMPUTE_DTYPES[compute],
+                                     dense_density=density)
       if i == len(args.compute) - 1 and not run_dense:
         # The trainer's blocks hold their own copy of the ratings: 0.8 GB more at Netflix scale.
         layout = train = None
@@ -210,6 +212,9 @@ def main() -> None:
   parser.add_argument("--optimizer", default="rprop", help="sparse path: rprop, adam, ...")
   parser.add_argument("--row_batches", type=int, default=1,
                       help="sparse path: row groups per epoch, one optimizer step each")
+  parser.add_argument("--dense_density", type=float,
+                      help="sparse path: decoder GEMM for columns above this density (default "
+                           "keras_autorec.sparse.DENSE_COLUMN_DENSITY; inf: gather-dots only)")
   parser.add_argument("--max_steps", type=int,
                       help="sparse path: time this many steps per epoch and extrapolate")
   parser.add_argument("--allocator", choices=["pool", "system"], default="pool",

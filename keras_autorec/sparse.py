@@ -14,13 +14,15 @@ loss only reads observed cells, so here
 The loss is exactly the dense masked formulation of `AutoRec.compute_loss`: squared error summed
 over observed cells, divided by their count, plus `l2_weight` times the squared kernels.
 
-Above ~1% density the observed logits are cheaper as bounded row blocks of a dense matmul (GEMM)
-followed by a gather than as gathered dots; `SparseTrainer` picks the cheaper by density.
+User activity and item popularity follow power laws, so a few columns hold most observed pairs.
+The decoder's logits at the pairs of a block's densest columns (`DENSE_COLUMN_DENSITY`) are
+cheaper as bounded row blocks of a dense matmul (GEMM) of those columns followed by a gather; the
+other pairs get gathered dots.
 
 bfloat16 ("mixed precision") applies to the SDDMM gathers, which move most of the bytes, and to
 extra hidden layers; TensorFlow's CSR kernels accept only float32/float64 and its CPU bfloat16
-GEMM is slower than float32, so SpMMs and dense decoder blocks stay float32, as do variables and
-the loss.
+GEMM is slower than float32, so SpMMs and decoder GEMMs stay float32, as do variables and the
+loss.
 """
 
 from __future__ import annotations
@@ -33,18 +35,32 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import handle_data_util
 
 from keras_autorec import distribution
 from keras_autorec.data.layout import SparseRows, build_layout
 from keras_autorec.data.splits import RatingsSplit
-from keras_autorec.optimizers import make_optimizer
+from keras_autorec.optimizers import Rprop, make_optimizer
 
 SDDMM_CHUNK = 8192  # Pairs per SDDMM chunk: two [chunk, k] gathers stay in the 4 MB L2 cache.
-# Above this density the decoder's observed logits are cheaper as blocks of a dense matmul (GEMM
-# runs ~190 GFLOP/s here) than as gathered dots (~1.1 ns per pair and hidden unit): break-even
-# is about 1% observed. Blocks hold at most DECODER_BLOCK_CELLS cells (128 MB float32).
-DENSE_DECODER_DENSITY = 0.01
-DECODER_BLOCK_CELLS = 1 << 25
+# The decoder is evaluated by GEMM at the pairs of the columns that more than this share of a
+# block's rows observe, by gather-dots at the others: per column, the GEMM costs 2 x rows x k FLOPs
+# (~250 GFLOP/s here) whatever its pairs, the gather-dots k x ~0.6 ns per pair (ML-10M shape):
+# they break even at ~1.4% observed. 0.7%, 1% and 1.5% measured the same at ML-10M.
+DENSE_COLUMN_DENSITY = 0.01
+# The GEMM also takes the remaining columns when they cost less by GEMM than splitting the pairs
+# into the two sets and merging them back (~10 passes over the pairs, about what the gather-dots
+# of this share of all pairs cost at k = 500).
+SPLIT_COST_SHARE = 0.04
+# Blocks of more columns are not split either: the gather-dots read a transposed copy of the output
+# kernel (400 MB at k = 500), and the split's per-pair temporaries come on top; at Netflix scale
+# they raised the peak RSS from 12.5 to 13.2 GB (4 row groups, fused Adam).
+SPLIT_MAX_COLUMNS = 200_000
+# Up to this many ratings in all, blocks keep the CSR matrices of X and X^T (8 bytes per rating
+# each) and the int64 coordinates that CSR builds of the residual take (16 bytes per rating each,
+# in both orders) from step to step: up to 1.2 GB. Larger data sets rebuild them in every step.
+CSR_CACHE_RATINGS = 25_000_000
+DECODER_BLOCK_CELLS = 1 << 25  # Cells of one block of the decoder's GEMM (128 MB float32).
 COMPUTE_DTYPES = {"off": tf.float32, "bfloat16": tf.bfloat16}
 EXECUTIONS = ("auto", "dense", "sparse")
 # "auto" trains sparse above this many rows x columns cells: a dense full batch of 50M cells is
@@ -61,11 +77,40 @@ def use_sparse(execution: str, num_rows: int, num_columns: int) -> bool:
   return execution == "sparse"
 
 
-def _csr(rows: tf.Tensor, columns: tf.Tensor, values: tf.Tensor, shape) -> tf.Tensor:
-  """A CSRSparseMatrix from int32 coordinates in row-major order (int64 only transiently)."""
-  indices = tf.stack([tf.cast(rows, tf.int64), tf.cast(columns, tf.int64)], axis=1)
+def _csr(indices: tf.Tensor, values: tf.Tensor, shape) -> tf.Tensor:
+  """A CSRSparseMatrix from int64 [n, 2] coordinates in row-major order."""
   return tf.raw_ops.SparseTensorToCSRSparseMatrix(
       indices=indices, values=values, dense_shape=tf.cast(tf.stack(shape), tf.int64))
+
+
+def _coordinates(block_tensors: tuple, transpose: bool = False) -> tf.Tensor:
+  """int64 coordinates of a block's entries (of X^T's, in transpose order): cached or built now.
+
+  Built from the int32 ones only when needed, so that they are transient.
+  """
+  rows, columns, _, transpose_order = block_tensors[:4]
+  cached = block_tensors[9 if transpose else 8]
+  if cached is not None:
+    return cached
+  if transpose:
+    rows, columns = tf.gather(columns, transpose_order), tf.gather(rows, transpose_order)
+  return tf.stack([tf.cast(rows, tf.int64), tf.cast(columns, tf.int64)], axis=1)
+
+
+def _typed_csr(csr: tf.Tensor, shape) -> tf.Tensor:
+  """A float32 CSR matrix built outside the traced function, usable by CSR ops inside it.
+
+  A variant tensor passed into a tf.function loses the type information (element type, shape)
+  that CSR ops read when traced; it is copied from a never-run empty CSR of the same shape.
+  """
+  if tf.executing_eagerly():
+    return csr
+  template = tf.raw_ops.SparseTensorToCSRSparseMatrix(
+      indices=tf.zeros([0, 2], tf.int64), values=tf.zeros([0], tf.float32),
+      dense_shape=tf.cast(tf.stack(shape), tf.int64))
+  csr = tf.identity(csr)
+  handle_data_util.copy_handle_data(template, csr)
+  return csr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,16 +118,23 @@ class SparseBlock:
   """A block of rows' training ratings as int32 coordinates and float32 values.
 
   `transpose_order` lists the entries in column-major order, so that X^T (and the residual's
-  transpose) is built from the same int32 coordinates without sorting at every step. CSR
-  matrices are built inside each traced step (about 10 ns per rating): CSR variant tensors lose
-  their type information when passed into a tf.function or across replicas.
+  transpose) is built from the same int32 coordinates without sorting at every step. The CSR
+  matrices of X and X^T, and the int64 coordinates of X and X^T that CSR builds of the residual
+  take, are built once when given (see CSR_CACHE_RATINGS), else inside each traced step (about
+  10 ns per rating). The decoder is evaluated by GEMM at the pairs of `dense_columns` (see the
+  module docstring).
   """
 
   rows: tf.Tensor  # int32 [nnz], block-local row of each entry, row-major order.
   columns: tf.Tensor  # int32 [nnz]
   values: tf.Tensor  # float32 [nnz]
   transpose_order: tf.Tensor  # int32 [nnz]
+  dense_columns: tf.Tensor  # int32 [dense columns], ascending.
   num_rows: tf.Tensor  # int32 scalar
+  csr: tf.Tensor | None = None  # CSRSparseMatrix variant of X,
+  csr_transpose: tf.Tensor | None = None  # and of X^T.
+  indices: tf.Tensor | None = None  # int64 [nnz, 2] (row, column),
+  transpose_indices: tf.Tensor | None = None  # and (column, row) in transpose order.
 
   @property
   def nnz(self) -> int:
@@ -90,10 +142,30 @@ class SparseBlock:
 
   def structure(self) -> tuple:
     """The tensors a traced step needs, as a flat tuple (what tf.function and strategies take)."""
-    return self.rows, self.columns, self.values, self.transpose_order, self.num_rows
+    return (self.rows, self.columns, self.values, self.transpose_order, self.dense_columns,
+            self.num_rows, self.csr, self.csr_transpose, self.indices, self.transpose_indices)
 
 
-def make_block(sparse: SparseRows, start: int = 0, end: int | None = None) -> SparseBlock:
+def dense_columns_of(columns: np.ndarray, num_rows: int, num_columns: int,
+                     density: float = DENSE_COLUMN_DENSITY) -> np.ndarray:
+  """The columns whose decoder GEMM is cheaper than gather-dots (int32, ascending).
+
+  Those observed in more than `density` of `num_rows` rows; or all columns, when the GEMM of the
+  others costs less (at `density` per observed pair) than their gather-dots and the split, or
+  when there are more than SPLIT_MAX_COLUMNS columns and some would be dense.
+  """
+  counts = np.bincount(columns, minlength=num_columns)
+  dense = np.flatnonzero(counts > density * num_rows)
+  others = num_columns - dense.size
+  if others and ((dense.size and num_columns > SPLIT_MAX_COLUMNS)
+                 or (density * num_rows * others
+                     <= columns.size - counts[dense].sum() + SPLIT_COST_SHARE * columns.size)):
+    return np.arange(num_columns, dtype=np.int32)
+  return dense.astype(np.int32)
+
+
+def make_block(sparse: SparseRows, start: int = 0, end: int | None = None,
+               dense_density: float = DENSE_COLUMN_DENSITY, cache_csr: bool = False) -> SparseBlock:
   """Rows [start, end) of `sparse` as a SparseBlock (row indices relative to start)."""
   end = sparse.num_rows if end is None else end
   low, high = int(sparse.row_splits[start]), int(sparse.row_splits[end])
@@ -102,10 +174,22 @@ def make_block(sparse: SparseRows, start: int = 0, end: int | None = None) -> Sp
   columns = sparse.columns[low:high].astype(np.int32)
   values = sparse.values[low:high].astype(np.float32)
   transpose_order = np.lexsort((rows, columns)).astype(np.int32)
+  dense_columns = dense_columns_of(columns, end - start, sparse.num_columns, dense_density)
   with tf.device("CPU:0"):
     rows_t, columns_t = tf.constant(rows), tf.constant(columns)
     values_t, order_t = tf.constant(values), tf.constant(transpose_order)
-    return SparseBlock(rows_t, columns_t, values_t, order_t, tf.constant(end - start))
+    cache = {}
+    if cache_csr:
+      shape = [end - start, sparse.num_columns]
+      indices = tf.constant(np.stack([rows, columns], axis=1).astype(np.int64))
+      transpose_indices = tf.constant(
+          np.stack([columns[transpose_order], rows[transpose_order]], axis=1).astype(np.int64))
+      cache = {"csr": _csr(indices, values_t, shape),
+               "csr_transpose": _csr(transpose_indices, tf.gather(values_t, order_t),
+                                     shape[::-1]),
+               "indices": indices, "transpose_indices": transpose_indices}
+    return SparseBlock(rows_t, columns_t, values_t, order_t, tf.constant(dense_columns),
+                       tf.constant(end - start), **cache)
 
 
 def _spmm(csr, make_csr_transpose, dense: tf.Tensor) -> tf.Tensor:
@@ -125,7 +209,8 @@ def _gather_dot(left: tf.Tensor, right: tf.Tensor, left_index: tf.Tensor, right_
                 chunk: int) -> tf.Tensor:
   """Row-wise dots left[left_index[n]] . right[right_index[n]], float32 [n], in chunks."""
   count = tf.shape(left_index)[0]
-  num_chunks = (count + chunk - 1) // chunk
+  # At least one (maybe empty) chunk: a TensorArray of none cannot be concatenated.
+  num_chunks = tf.maximum((count + chunk - 1) // chunk, 1)
   dots = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False,
                         element_shape=tf.TensorShape([None]))
 
@@ -145,7 +230,7 @@ def _blocked_dense_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor,
                        columns: tf.Tensor) -> tf.Tensor:
   """(hidden @ kernel) at row-sorted (rows, columns), one bounded block of rows at a time."""
   num_rows, num_columns = tf.shape(hidden)[0], tf.shape(kernel)[1]
-  block_rows = tf.maximum(1, DECODER_BLOCK_CELLS // num_columns)
+  block_rows = tf.maximum(1, DECODER_BLOCK_CELLS // tf.maximum(num_columns, 1))
   num_blocks = (num_rows + block_rows - 1) // block_rows
   bounds = tf.searchsorted(rows, tf.range(num_blocks + 1) * block_rows, side="left")
   dots = tf.TensorArray(tf.float32, size=num_blocks, infer_shape=False,
@@ -162,27 +247,46 @@ def _blocked_dense_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor,
   return tf.reshape(dots.concat(), tf.shape(rows))
 
 
-def _sampled_matmul(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
-                    transpose_order: tf.Tensor, compute_dtype: tf.DType,
-                    dense_blocks: bool = False, chunk: int = SDDMM_CHUNK) -> tf.Tensor:
-  """(hidden @ kernel)[rows[n], columns[n]] for each observed pair n; SpMM gradients.
+def _hybrid_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
+                dense_columns: tf.Tensor, compute_dtype: tf.DType, chunk: int) -> tf.Tensor:
+  """(hidden @ kernel) at row-sorted pairs: by GEMM blocks at dense_columns, else gather-dots."""
+  return tf.cond(tf.size(dense_columns) == tf.shape(kernel)[1],
+                 lambda: _blocked_dense_dot(hidden, kernel, rows, columns),
+                 lambda: _split_dot(hidden, kernel, rows, columns, dense_columns, compute_dtype,
+                                    chunk))
 
-  Pairs must be sorted by row when `dense_blocks` (float32 block matmuls, then a gather).
-  """
-  num_rows, num_columns = tf.shape(hidden)[0], tf.shape(kernel)[1]
+
+def _split_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
+               dense_columns: tf.Tensor, compute_dtype: tf.DType, chunk: int) -> tf.Tensor:
+  """`_hybrid_dot` with some columns out of the dense part."""
+  # Slot of each column among dense_columns, -1 for the others.
+  slots = tf.scatter_nd(dense_columns[:, None], tf.range(1, tf.size(dense_columns) + 1),
+                        tf.shape(kernel)[1:]) - 1
+  pair_slots = tf.gather(slots, columns)
+  sparse_pairs, dense_pairs = tf.dynamic_partition(
+      tf.range(tf.size(rows)), tf.cast(pair_slots >= 0, tf.int32), 2)
+  dense_dots = _blocked_dense_dot(hidden, tf.gather(kernel, dense_columns, axis=1),
+                                  tf.gather(rows, dense_pairs), tf.gather(pair_slots, dense_pairs))
+  sparse_dots = _gather_dot(tf.cast(hidden, compute_dtype),
+                            tf.cast(tf.transpose(kernel), compute_dtype),
+                            tf.gather(rows, sparse_pairs), tf.gather(columns, sparse_pairs), chunk)
+  return tf.dynamic_stitch([sparse_pairs, dense_pairs], [sparse_dots, dense_dots])
+
+
+def _sampled_matmul(hidden: tf.Tensor, kernel: tf.Tensor, block_tensors: tuple,
+                    compute_dtype: tf.DType, chunk: int = SDDMM_CHUNK) -> tf.Tensor:
+  """(hidden @ kernel) at each observed pair of a block; SpMM gradients."""
+  rows, columns, _, transpose_order, dense_columns = block_tensors[:5]
+  shape = [tf.shape(hidden)[0], tf.shape(kernel)[1]]
 
   @tf.custom_gradient
   def product(hidden, kernel):
-    if dense_blocks:
-      dots = _blocked_dense_dot(hidden, kernel, rows, columns)
-    else:
-      dots = _gather_dot(tf.cast(hidden, compute_dtype),
-                         tf.cast(tf.transpose(kernel), compute_dtype), rows, columns, chunk)
+    dots = _hybrid_dot(hidden, kernel, rows, columns, dense_columns, compute_dtype, chunk)
 
     def gradient(upstream):
-      residual = _csr(rows, columns, upstream, [num_rows, num_columns])
-      residual_t = _transpose_csr(rows, columns, upstream, transpose_order,
-                                  [num_rows, num_columns])
+      residual = _csr(_coordinates(block_tensors), upstream, shape)
+      residual_t = _csr(_coordinates(block_tensors, transpose=True),
+                        tf.gather(upstream, transpose_order), shape[::-1])
       d_hidden = tf.raw_ops.SparseMatrixMatMul(a=residual, b=kernel, transpose_b=True)
       d_kernel = tf.raw_ops.SparseMatrixMatMul(a=residual_t, b=hidden, transpose_output=True)
       return d_hidden, d_kernel
@@ -192,20 +296,20 @@ def _sampled_matmul(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, colum
   return product(hidden, kernel)
 
 
-def _transpose_csr(rows, columns, values, transpose_order, shape) -> tf.Tensor:
-  """The CSR of the transpose of the matrix with entries (rows, columns, values)."""
-  return _csr(tf.gather(columns, transpose_order), tf.gather(rows, transpose_order),
-              tf.gather(values, transpose_order), shape[::-1])
-
-
 def _encode(model, block_tensors: tuple, compute_dtype: tf.DType) -> tf.Tensor:
   """The last hidden layer's code (float32) of every row of a block."""
-  rows, columns, values, transpose_order, num_rows = block_tensors
+  _, _, values, transpose_order, _, num_rows, csr, csr_transpose = block_tensors[:8]
   shape = [num_rows, model.num_inputs]
-  csr = _csr(rows, columns, values, shape)
+  csr = _csr(_coordinates(block_tensors), values, shape) if csr is None else _typed_csr(csr, shape)
+
+  def make_csr_transpose():
+    if csr_transpose is None:
+      return _csr(_coordinates(block_tensors, transpose=True), tf.gather(values, transpose_order),
+                  shape[::-1])
+    return _typed_csr(csr_transpose, shape[::-1])
+
   first, *rest = model.hidden_layers
-  pre_activation = _spmm(csr, lambda: _transpose_csr(rows, columns, values, transpose_order, shape),
-                         tf.convert_to_tensor(first.kernel))
+  pre_activation = _spmm(csr, make_csr_transpose, tf.convert_to_tensor(first.kernel))
   hidden = first.activation(pre_activation + first.bias)
   for layer in rest:
     hidden = tf.cast(hidden, compute_dtype)
@@ -215,20 +319,25 @@ def _encode(model, block_tensors: tuple, compute_dtype: tf.DType) -> tf.Tensor:
 
 
 def reconstruct_pairs(model, block_tensors: tuple, rows: tf.Tensor, columns: tf.Tensor,
-                      transpose_order: tf.Tensor, compute_dtype: tf.DType,
-                      dense_blocks: bool = False) -> tf.Tensor:
-  """Unclipped reconstructions at (rows, columns) of a block, from its training ratings."""
+                      compute_dtype: tf.DType) -> tf.Tensor:
+  """Unclipped reconstructions at (rows, columns) of a block, from its training ratings.
+
+  Gather-dots only: held-out pairs are too few to pay for a dense column's GEMM.
+  """
   hidden = _encode(model, block_tensors, compute_dtype)
-  return _decode(model, hidden, rows, columns, transpose_order, compute_dtype, dense_blocks)
-
-
-def _decode(model, hidden: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
-            transpose_order: tf.Tensor, compute_dtype: tf.DType, dense_blocks: bool) -> tf.Tensor:
-  """The output layer's unclipped values at (rows, columns) from the last hidden code."""
   output = model.output_layer
-  logits = _sampled_matmul(hidden, tf.convert_to_tensor(output.kernel), rows, columns,
-                           transpose_order, compute_dtype, dense_blocks)
+  logits = _gather_dot(tf.cast(hidden, compute_dtype),
+                       tf.cast(tf.transpose(output.kernel), compute_dtype), rows, columns,
+                       SDDMM_CHUNK)
   return output.activation(logits + tf.gather(output.bias, columns))
+
+
+def _decode(model, hidden: tf.Tensor, block_tensors: tuple, compute_dtype: tf.DType) -> tf.Tensor:
+  """The output layer's unclipped values at a block's training pairs."""
+  output = model.output_layer
+  logits = _sampled_matmul(hidden, tf.convert_to_tensor(output.kernel), block_tensors,
+                           compute_dtype)
+  return output.activation(logits + tf.gather(output.bias, block_tensors[1]))
 
 
 def l2_penalty(model, layers: list | None = None) -> tf.Tensor:
@@ -243,8 +352,8 @@ def l2_penalty(model, layers: list | None = None) -> tf.Tensor:
 
 
 def squared_error_and_gradients(model, block_tensors: tuple, count: tf.Tensor,
-                                penalty_share: float, compute_dtype: tf.DType,
-                                dense_blocks: bool = False) -> tuple[tf.Tensor, list]:
+                                penalty_share: float,
+                                compute_dtype: tf.DType) -> tuple[tf.Tensor, list]:
   """A block's summed squared error, and gradients of its share of the step's objective.
 
   The share is squared error / `count` (the count of every block in the step, not this block's)
@@ -252,11 +361,10 @@ def squared_error_and_gradients(model, block_tensors: tuple, count: tf.Tensor,
   gradient of the whole step's objective. The penalty is on this tape rather than added after:
   at Netflix scale every extra gradient-sized tensor is another 2 GB.
   """
-  rows, columns, values, transpose_order = block_tensors[:4]
   with tf.GradientTape() as tape:
-    predictions = reconstruct_pairs(model, block_tensors, rows, columns, transpose_order,
-                                    compute_dtype, dense_blocks)
-    squared_error = tf.reduce_sum(tf.square(values - predictions))
+    predictions = _decode(model, _encode(model, block_tensors, compute_dtype), block_tensors,
+                          compute_dtype)
+    squared_error = tf.reduce_sum(tf.square(block_tensors[2] - predictions))
     share = squared_error / count + penalty_share * l2_penalty(model)
   gradients = tape.gradient(share, model.trainable_variables)
   # The output bias is read by a gather, whose gradient comes as IndexedSlices.
@@ -264,14 +372,13 @@ def squared_error_and_gradients(model, block_tensors: tuple, count: tf.Tensor,
 
 
 def sparse_loss_and_gradients(model, blocks: list[SparseBlock],
-                              compute_dtype: tf.DType = tf.float32,
-                              dense_blocks: bool = False) -> tuple[tf.Tensor, list]:
+                              compute_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, list]:
   """The full objective over `blocks` (mean squared error + L2) and its gradients."""
   count = tf.constant(float(sum(block.nnz for block in blocks)))
   total, gradients = tf.constant(0.0), None
   for block in blocks:
     squared_error, block_gradients = squared_error_and_gradients(
-        model, block.structure(), count, 1.0 / len(blocks), compute_dtype, dense_blocks)
+        model, block.structure(), count, 1.0 / len(blocks), compute_dtype)
     total += squared_error
     gradients = block_gradients if gradients is None else [
         a + b for a, b in zip(gradients, block_gradients)]
@@ -288,9 +395,19 @@ def row_blocks(num_rows: int, row_splits: np.ndarray, num_blocks: int) -> list[t
 
 
 def fusable_adam(optimizer, strategy: tf.distribute.Strategy) -> bool:
-  """Whether `optimizer` is a plain Keras Adam on unreplicated variables (see `apply_adam`)."""
+  """Whether `optimizer` is a plain Keras Adam on unreplicated variables (see `adam_updates`)."""
   return (type(optimizer) is keras.optimizers.Adam and not optimizer.amsgrad
-          and strategy.num_replicas_in_sync == 1 and not optimizer.use_ema
+          and _plain(optimizer, strategy))
+
+
+def fusable_rprop(optimizer, strategy: tf.distribute.Strategy) -> bool:
+  """Whether `optimizer` is a plain Rprop on unreplicated variables (see `rprop_updates`)."""
+  return type(optimizer) is Rprop and _plain(optimizer, strategy)
+
+
+def _plain(optimizer, strategy: tf.distribute.Strategy) -> bool:
+  """Whether `optimizer` uses none of Keras' generic update options, on unreplicated variables."""
+  return (strategy.num_replicas_in_sync == 1 and not optimizer.use_ema
           and not optimizer.gradient_accumulation_steps and optimizer.weight_decay is None
           and optimizer.clipnorm is None and optimizer.clipvalue is None
           and optimizer.global_clipnorm is None and optimizer.loss_scale_factor is None
@@ -323,8 +440,38 @@ def adam_updates(optimizer, gradients: list, variables: list, after: list) -> li
   return updates
 
 
-def adam_step(model, block_tensors: tuple, count: tf.Tensor, compute_dtype: tf.DType,
-              dense_blocks: bool) -> tf.Tensor:
+@tf.function(jit_compile=True)
+def _rprop_update(variable, step, previous, gradient, learning_rate, increase_factor,
+                  decrease_factor, min_step, max_step):
+  """`optimizers.Rprop.update_step`, which XLA fuses into one pass without temporaries."""
+  current_step = tf.where(tf.equal(step, 0.0), learning_rate, step)
+  agreement = gradient * previous
+  new_step = tf.where(
+      agreement > 0, tf.minimum(current_step * increase_factor, max_step),
+      tf.where(agreement < 0, tf.maximum(current_step * decrease_factor, min_step), current_step))
+  gradient = tf.where(agreement < 0, tf.zeros_like(gradient), gradient)
+  step.assign(new_step)
+  previous.assign(gradient)
+  variable.assign_sub(tf.sign(gradient) * new_step)
+
+
+def rprop_updates(optimizer, gradients: list, variables: list) -> None:
+  """The same update as Keras applying `optimizer` (a plain Rprop), fused per variable.
+
+  Keras' update is a chain of ~12 elementwise ops over the variable, each a full-size temporary;
+  the fused one reads the weight, gradient, step and previous gradient once and writes three.
+  """
+  learning_rate = tf.cast(optimizer._get_current_learning_rate(), tf.float32)
+  for gradient, variable in zip(gradients, variables):
+    index = optimizer._get_variable_index(variable)
+    _rprop_update(variable.value, optimizer._steps[index].value,
+                  optimizer._previous_gradients[index].value, gradient, learning_rate,
+                  optimizer.increase_factor, optimizer.decrease_factor, optimizer.min_step,
+                  optimizer.max_step)
+  optimizer.iterations.assign_add(1)
+
+
+def adam_step(model, block_tensors: tuple, count: tf.Tensor, compute_dtype: tf.DType) -> tf.Tensor:
   """One fused-Adam step on a block (the whole step); returns its summed squared error.
 
   The same update as Keras Adam on `squared_error_and_gradients`, but the output layer is updated
@@ -332,7 +479,6 @@ def adam_step(model, block_tensors: tuple, count: tf.Tensor, compute_dtype: tf.D
   gradient of the hidden code): so the two GB-sized kernel gradients of Netflix are never alive
   together.
   """
-  rows, columns, values, transpose_order = block_tensors[:4]
   optimizer = model.optimizer
   encoder_variables = [v for layer in model.hidden_layers for v in layer.trainable_variables]
   decoder_variables = model.output_layer.trainable_variables
@@ -341,9 +487,8 @@ def adam_step(model, block_tensors: tuple, count: tf.Tensor, compute_dtype: tf.D
     encoder_penalty = l2_penalty(model, model.hidden_layers)
   with tf.GradientTape() as decoder_tape:
     decoder_tape.watch(hidden)
-    predictions = _decode(model, hidden, rows, columns, transpose_order, compute_dtype,
-                          dense_blocks)
-    squared_error = tf.reduce_sum(tf.square(values - predictions))
+    predictions = _decode(model, hidden, block_tensors, compute_dtype)
+    squared_error = tf.reduce_sum(tf.square(block_tensors[2] - predictions))
     decoder_share = squared_error / count + l2_penalty(model, [model.output_layer])
   d_hidden, *decoder_gradients = decoder_tape.gradient(decoder_share,
                                                        [hidden, *decoder_variables])
@@ -363,27 +508,27 @@ class SparseTrainer:
 
   Each step covers one group of `strategy.num_replicas_in_sync` row blocks, one per replica;
   replicas return gradients of their share, which are summed (`strategy.reduce` SUM) before one
-  optimizer update of the (mirrored) variables. Full-batch training is a single group. A plain
-  Keras Adam on a single replica is applied by the fused `adam_step` (same update, less memory).
+  optimizer update of the (mirrored) variables. Full-batch training is a single group. On a
+  single replica, a plain Keras Adam is applied by the fused `adam_step` and a plain Rprop by
+  `rprop_updates` (same updates, less memory and time).
   """
 
   def __init__(self, model, sparse: SparseRows, strategy: tf.distribute.Strategy,
                batch_size: int = 0, compute_dtype: tf.DType = tf.float32,
-               dense_blocks: bool | None = None):
+               dense_density: float = DENSE_COLUMN_DENSITY):
     self.model = model
     self.strategy = strategy
     self.compute_dtype = compute_dtype
-    if dense_blocks is None:
-      dense_blocks = sparse.nnz > DENSE_DECODER_DENSITY * sparse.num_rows * sparse.num_columns
-    self.dense_blocks = dense_blocks
     with strategy.scope():  # Optimizer slots must mirror the variables they update.
       model.optimizer.build(model.trainable_variables)
     self.fused_adam = fusable_adam(model.optimizer, strategy)
+    self.fused_rprop = fusable_rprop(model.optimizer, strategy)
     replicas = strategy.num_replicas_in_sync
     num_groups = 1 if not batch_size else max(1, math.ceil(sparse.num_rows / batch_size))
     ranges = row_blocks(sparse.num_rows, sparse.row_splits, num_groups * replicas)
     self.row_starts = [start for start, _ in ranges]
-    blocks = [make_block(sparse, start, end) for start, end in ranges]
+    cache_csr = replicas == 1 and sparse.nnz <= CSR_CACHE_RATINGS
+    blocks = [make_block(sparse, start, end, dense_density, cache_csr) for start, end in ranges]
     self.groups = [blocks[g * replicas:(g + 1) * replicas] for g in range(num_groups)]
     # Blocks differ in size: one trace with unknown sizes serves them all.
     self._step = tf.function(self._step_fn, reduce_retracing=True)
@@ -395,17 +540,19 @@ class SparseTrainer:
   def _step_fn(self, distributed_blocks, count):
     if self.fused_adam:
       squared_error = self.strategy.run(
-          adam_step, args=(self.model, distributed_blocks, count, self.compute_dtype,
-                           self.dense_blocks))
+          adam_step, args=(self.model, distributed_blocks, count, self.compute_dtype))
       return squared_error / count + l2_penalty(self.model)
     squared_error, gradients = self.strategy.run(
         squared_error_and_gradients,
         args=(self.model, distributed_blocks, count, 1.0 / self.strategy.num_replicas_in_sync,
-              self.compute_dtype, self.dense_blocks))
+              self.compute_dtype))
     squared_error = self.strategy.reduce(tf.distribute.ReduceOp.SUM, squared_error, axis=None)
     gradients = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
                  for g in gradients]
-    self.model.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+    if self.fused_rprop:
+      rprop_updates(self.model.optimizer, gradients, self.model.trainable_variables)
+    else:
+      self.model.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
     return squared_error / count + l2_penalty(self.model)
 
   def run_epoch(self, rng: np.random.Generator | None = None,
@@ -430,16 +577,13 @@ class SparseTrainer:
         continue
       local_rows = (rows[pairs] - self.row_starts[b]).astype(np.int32)
       local_columns = columns[pairs].astype(np.int32)
-      # The transpose order only feeds gradients; prediction never takes any.
       predictions[pairs] = self._predict(block.structure(), tf.constant(local_rows),
-                                         tf.constant(local_columns),
-                                         tf.zeros_like(local_rows)).numpy()
+                                         tf.constant(local_columns)).numpy()
     return np.clip(predictions, *self.model.rating_scale)
 
   @tf.function
-  def _predict(self, block_tensors, rows, columns, transpose_order):
-    return reconstruct_pairs(self.model, block_tensors, rows, columns, transpose_order,
-                             self.compute_dtype, self.dense_blocks)
+  def _predict(self, block_tensors, rows, columns):
+    return reconstruct_pairs(self.model, block_tensors, rows, columns, self.compute_dtype)
 
   def rmse(self, targets: SparseRows) -> float:
     """RMSE of clipped predictions against held-out targets in the training layout."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import keras
@@ -16,6 +17,9 @@ from keras_autorec.data.layout import build_layout
 from keras_autorec.optimizers import make_optimizer
 
 ML100K_FILE = "/work/shared/data/ml-100k/u.data"
+# Column densities that put no column, about half of them and every column in the decoder's
+# GEMM part.
+ALL_SPARSE, HYBRID, ALL_DENSE = math.inf, 0.27, -1.0
 
 
 def dense_loss_and_gradients(model, rows):
@@ -39,9 +43,9 @@ def model_config(**overrides) -> training.ModelConfig:
 @pytest.mark.parametrize("item_based", [True, False])
 @pytest.mark.parametrize("encoder, decoder, hidden_units", [
     ("sigmoid", "identity", (16,)), ("tanh", "sigmoid", (16,)), ("relu", "elu", (16, 8))])
-@pytest.mark.parametrize("dense_blocks", [False, True])
+@pytest.mark.parametrize("dense_density", [ALL_SPARSE, HYBRID, ALL_DENSE])
 def test_loss_and_gradients_match_dense(split, item_based, encoder, decoder, hidden_units,
-                                        dense_blocks):
+                                        dense_density):
   layout = build_layout(split.train, item_based=item_based)
   config = model_config(item_based=item_based, encoder_activation=encoder,
                         decoder_activation=decoder, hidden_units=hidden_units)
@@ -50,20 +54,77 @@ def test_loss_and_gradients_match_dense(split, item_based, encoder, decoder, hid
   expected_loss, expected_gradients = dense_loss_and_gradients(model, layout.train)
   # Two uneven row blocks: block gradients must add up to the whole objective's.
   middle = layout.num_rows // 3
-  blocks = [sparse.make_block(layout.train, 0, middle),
-            sparse.make_block(layout.train, middle, layout.num_rows)]
-  loss, gradients = sparse.sparse_loss_and_gradients(model, blocks, dense_blocks=dense_blocks)
+  blocks = [sparse.make_block(layout.train, 0, middle, dense_density),
+            sparse.make_block(layout.train, middle, layout.num_rows, dense_density)]
+  for block in blocks:
+    dense_pairs = int(np.isin(block.columns, block.dense_columns).sum())
+    expected_dense = {ALL_SPARSE: [0], HYBRID: range(1, block.nnz), ALL_DENSE: [block.nnz]}
+    assert dense_pairs in expected_dense[dense_density]
+  loss, gradients = sparse.sparse_loss_and_gradients(model, blocks)
   assert float(model.losses[0]) > 0.01 * float(expected_loss)  # The L2 term is really tested.
   assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
   for variable, expected, actual in zip(model.trainable_variables, expected_gradients, gradients):
     assert relative_error(expected, actual) < 1e-5, variable.path
 
 
+def test_hybrid_decoder_matches_gemm_and_gather_dot():
+  """Dense columns by GEMM blocks, the others by gather-dots: the same logits either way."""
+  rng = np.random.default_rng(0)
+  num_rows, num_columns, k = 30, 50, 8
+  cells = np.sort(rng.choice(num_rows * num_columns, size=400, replace=False))
+  rows = tf.constant(cells // num_columns, tf.int32)
+  columns = tf.constant(cells % num_columns, tf.int32)
+  hidden = tf.constant(rng.normal(size=(num_rows, k)), tf.float32)
+  kernel = tf.constant(rng.normal(size=(k, num_columns)), tf.float32)
+  expected = tf.gather_nd(tf.matmul(hidden, kernel), tf.stack([rows, columns], axis=1))
+  for dense_columns in ([], np.arange(num_columns), rng.choice(num_columns, 20, replace=False)):
+    dense_columns = tf.constant(np.sort(dense_columns), tf.int32)
+    dots = sparse._hybrid_dot(hidden, kernel, rows, columns, dense_columns, tf.float32, chunk=64)
+    np.testing.assert_allclose(dots, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_columns_are_those_above_the_density():
+  columns = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4])
+  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 6, 0.2), [0, 2, 4])
+  assert sparse.dense_columns_of(columns, 10, 6, math.inf).size == 0
+  # All columns when the GEMM of the rest costs less than their gather-dots and the split.
+  columns = np.array([0] * 9 + [1] * 9 + [2])
+  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 3, 0.1), [0, 1, 2])
+  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 4, 0.1), [0, 1])
+
+
+def test_many_columns_are_not_split(monkeypatch):
+  monkeypatch.setattr(sparse, "SPLIT_MAX_COLUMNS", 3)
+  columns = np.array([0] * 9 + [1] * 9 + [2])
+  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 4, 0.1), [0, 1, 2, 3])
+  assert sparse.dense_columns_of(columns, 10, 4, math.inf).size == 0
+
+
+@pytest.mark.parametrize("batch_size", [0, 12])
+def test_cached_csr_matrices_give_the_same_steps(split, monkeypatch, batch_size):
+  layout = build_layout(split.train)
+  states = []
+  for cache_ratings in [0, sparse.CSR_CACHE_RATINGS]:
+    monkeypatch.setattr(sparse, "CSR_CACHE_RATINGS", cache_ratings)
+    keras.utils.set_random_seed(0)
+    model = training.build_model(model_config(), layout)
+    model.compile(optimizer=make_optimizer("adam", 0.01))
+    trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
+                                   batch_size=batch_size, dense_density=HYBRID)
+    assert all((block.csr is None) == (block.indices is None) == (not cache_ratings)
+               for group in trainer.groups for block in group)
+    losses = [trainer.run_epoch() for _ in range(3)]
+    states.append((losses, trainer.predict_pairs(np.array([0, 3]), np.array([1, 2]))))
+  assert states[1][0] == states[0][0]
+  np.testing.assert_array_equal(states[1][1], states[0][1])
+
+
 def test_bfloat16_is_within_noise_of_float32(split):
   layout = build_layout(split.train)
   tf.random.set_seed(0)
   model = training.build_model(model_config(), layout)
-  block = [sparse.make_block(layout.train)]
+  # Gather-dots only: where bfloat16 applies.
+  block = [sparse.make_block(layout.train, dense_density=ALL_SPARSE)]
   loss32, gradients32 = sparse.sparse_loss_and_gradients(model, block)
   loss16, gradients16 = sparse.sparse_loss_and_gradients(model, block, tf.bfloat16)
   assert loss16.dtype == tf.float32
@@ -149,22 +210,37 @@ def test_mirrored_strategy_gives_single_device_steps(split, batch_size):
     np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
-def test_fused_adam_matches_keras_adam(split):
+def _fused_and_keras_runs(split, optimizer: str, flag: str, epochs: int, **trainer_args):
+  """(losses, weights + optimizer variables) with the Keras update, then with the fused one."""
   layout = build_layout(split.train)
   states = []
   for fused in [False, True]:
     keras.utils.set_random_seed(0)
     model = training.build_model(model_config(), layout)
-    model.compile(optimizer=make_optimizer("adam", 0.01))
+    model.compile(optimizer=make_optimizer(optimizer, 0.01))
     trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
-                                   batch_size=12)
-    assert trainer.fused_adam
-    trainer.fused_adam = fused
-    losses = [trainer.run_epoch() for _ in range(3)]
+                                   **trainer_args)
+    assert getattr(trainer, flag)
+    setattr(trainer, flag, fused)
+    losses = [trainer.run_epoch() for _ in range(epochs)]
     states.append((losses, model.get_weights() + [v.numpy() for v in model.optimizer.variables]))
-  np.testing.assert_allclose(states[1][0], states[0][0], rtol=1e-5)
-  for expected, actual in zip(states[0][1], states[1][1]):
+  return states
+
+
+def test_fused_adam_matches_keras_adam(split):
+  keras_run, fused_run = _fused_and_keras_runs(split, "adam", "fused_adam", 3, batch_size=12)
+  np.testing.assert_allclose(fused_run[0], keras_run[0], rtol=1e-5)
+  for expected, actual in zip(keras_run[1], fused_run[1]):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_rprop_matches_keras_rprop(split):
+  keras_run, fused_run = _fused_and_keras_runs(split, "rprop", "fused_rprop", 4,
+                                               dense_density=HYBRID)
+  # The same elementwise arithmetic: bit-identical.
+  assert fused_run[0] == keras_run[0]
+  for expected, actual in zip(keras_run[1], fused_run[1]):
+    np.testing.assert_array_equal(actual, expected)
 
 
 def load_ml100k():
