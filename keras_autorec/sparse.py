@@ -83,18 +83,26 @@ def _csr(indices: tf.Tensor, values: tf.Tensor, shape) -> tf.Tensor:
       indices=indices, values=values, dense_shape=tf.cast(tf.stack(shape), tf.int64))
 
 
-def _coordinates(block_tensors: tuple, transpose: bool = False) -> tf.Tensor:
-  """int64 coordinates of a block's entries (of X^T's, in transpose order): cached or built now.
-
-  Built from the int32 ones only when needed, so that they are transient.
-  """
-  rows, columns, _, transpose_order = block_tensors[:4]
-  cached = block_tensors[9 if transpose else 8]
+def _coordinates(block_tensors: tuple) -> tf.Tensor:
+  """int64 coordinates of a block's entries: cached, or else built now (transient)."""
+  rows, columns = block_tensors[:2]
+  cached = block_tensors[8]
   if cached is not None:
     return cached
-  if transpose:
-    rows, columns = tf.gather(columns, transpose_order), tf.gather(rows, transpose_order)
   return tf.stack([tf.cast(rows, tf.int64), tf.cast(columns, tf.int64)], axis=1)
+
+
+def _transposed_csr(csr: tf.Tensor, values: tf.Tensor, block_tensors: tuple, shape) -> tf.Tensor:
+  """The transpose of `csr`, a block's [rows, columns] CSR matrix with `values` at its entries.
+
+  From the cached coordinates of X^T when the block has them; else by SparseMatrixTranspose,
+  which needs no coordinates (building them in transpose order took ~1 GB of transient int32 and
+  int64 tensors for 25M ratings).
+  """
+  transpose_order, transpose_indices = block_tensors[3], block_tensors[9]
+  if transpose_indices is None:
+    return tf.raw_ops.SparseMatrixTranspose(input=csr, type=tf.float32)
+  return _csr(transpose_indices, tf.gather(values, transpose_order), shape[::-1])
 
 
 def _typed_csr(csr: tf.Tensor, shape) -> tf.Tensor:
@@ -117,18 +125,17 @@ def _typed_csr(csr: tf.Tensor, shape) -> tf.Tensor:
 class SparseBlock:
   """A block of rows' training ratings as int32 coordinates and float32 values.
 
-  `transpose_order` lists the entries in column-major order, so that X^T (and the residual's
-  transpose) is built from the same int32 coordinates without sorting at every step. The CSR
-  matrices of X and X^T, and the int64 coordinates of X and X^T that CSR builds of the residual
-  take, are built once when given (see CSR_CACHE_RATINGS), else inside each traced step (about
-  10 ns per rating). The decoder is evaluated by GEMM at the pairs of `dense_columns` (see the
-  module docstring).
+  The CSR matrices of X and X^T, and the int64 coordinates of X and X^T that CSR builds of the
+  residual take, are built once when given (see CSR_CACHE_RATINGS); `transpose_order` then lists
+  the entries in column-major order, for the residual's transpose. Otherwise X's CSR matrix is
+  built inside each traced step (about 10 ns per rating) and transposed there. The decoder is
+  evaluated by GEMM at the pairs of `dense_columns` (see the module docstring).
   """
 
   rows: tf.Tensor  # int32 [nnz], block-local row of each entry, row-major order.
   columns: tf.Tensor  # int32 [nnz]
   values: tf.Tensor  # float32 [nnz]
-  transpose_order: tf.Tensor  # int32 [nnz]
+  transpose_order: tf.Tensor | None  # int32 [nnz], with the cached CSR matrices only.
   dense_columns: tf.Tensor  # int32 [dense columns], ascending.
   num_rows: tf.Tensor  # int32 scalar
   csr: tf.Tensor | None = None  # CSRSparseMatrix variant of X,
@@ -173,13 +180,13 @@ def make_block(sparse: SparseRows, start: int = 0, end: int | None = None,
   rows = np.repeat(np.arange(end - start, dtype=np.int32), lengths)
   columns = sparse.columns[low:high].astype(np.int32)
   values = sparse.values[low:high].astype(np.float32)
-  transpose_order = np.lexsort((rows, columns)).astype(np.int32)
   dense_columns = dense_columns_of(columns, end - start, sparse.num_columns, dense_density)
   with tf.device("CPU:0"):
-    rows_t, columns_t = tf.constant(rows), tf.constant(columns)
-    values_t, order_t = tf.constant(values), tf.constant(transpose_order)
-    cache = {}
+    rows_t, columns_t, values_t = tf.constant(rows), tf.constant(columns), tf.constant(values)
+    order_t, cache = None, {}
     if cache_csr:
+      transpose_order = np.lexsort((rows, columns)).astype(np.int32)
+      order_t = tf.constant(transpose_order)
       shape = [end - start, sparse.num_columns]
       indices = tf.constant(np.stack([rows, columns], axis=1).astype(np.int64))
       transpose_indices = tf.constant(
@@ -273,39 +280,47 @@ def _split_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: t
   return tf.dynamic_stitch([sparse_pairs, dense_pairs], [sparse_dots, dense_dots])
 
 
+def _pair_gradients(upstream: tf.Tensor, hidden: tf.Tensor, kernel: tf.Tensor,
+                    block_tensors: tuple, transpose_kernel: bool = True) -> tuple:
+  """Gradients of (hidden @ kernel) at a block's pairs, given `upstream` at those pairs.
+
+  Those of hidden and of kernel, or with transpose_kernel=False of kernel^T ([columns, k], the
+  SpMM's own layout: transposing it costs another copy of the kernel).
+  """
+  shape = [tf.shape(hidden)[0], tf.shape(kernel)[1]]
+  residual = _csr(_coordinates(block_tensors), upstream, shape)
+  residual_t = _transposed_csr(residual, upstream, block_tensors, shape)
+  d_hidden = tf.raw_ops.SparseMatrixMatMul(a=residual, b=kernel, transpose_b=True)
+  # Not alongside: with transpose_b the SpMM above holds a transposed copy of the kernel, as big
+  # as this one's output (1 GB each at Netflix scale).
+  with tf.control_dependencies([d_hidden]):
+    d_kernel = tf.raw_ops.SparseMatrixMatMul(a=residual_t, b=hidden,
+                                             transpose_output=transpose_kernel)
+  return d_hidden, d_kernel
+
+
 def _sampled_matmul(hidden: tf.Tensor, kernel: tf.Tensor, block_tensors: tuple,
                     compute_dtype: tf.DType, chunk: int = SDDMM_CHUNK) -> tf.Tensor:
   """(hidden @ kernel) at each observed pair of a block; SpMM gradients."""
-  rows, columns, _, transpose_order, dense_columns = block_tensors[:5]
-  shape = [tf.shape(hidden)[0], tf.shape(kernel)[1]]
+  rows, columns, _, _, dense_columns = block_tensors[:5]
 
   @tf.custom_gradient
   def product(hidden, kernel):
     dots = _hybrid_dot(hidden, kernel, rows, columns, dense_columns, compute_dtype, chunk)
-
-    def gradient(upstream):
-      residual = _csr(_coordinates(block_tensors), upstream, shape)
-      residual_t = _csr(_coordinates(block_tensors, transpose=True),
-                        tf.gather(upstream, transpose_order), shape[::-1])
-      d_hidden = tf.raw_ops.SparseMatrixMatMul(a=residual, b=kernel, transpose_b=True)
-      d_kernel = tf.raw_ops.SparseMatrixMatMul(a=residual_t, b=hidden, transpose_output=True)
-      return d_hidden, d_kernel
-
-    return dots, gradient
+    return dots, lambda upstream: _pair_gradients(upstream, hidden, kernel, block_tensors)
 
   return product(hidden, kernel)
 
 
 def _encode(model, block_tensors: tuple, compute_dtype: tf.DType) -> tf.Tensor:
   """The last hidden layer's code (float32) of every row of a block."""
-  _, _, values, transpose_order, _, num_rows, csr, csr_transpose = block_tensors[:8]
+  values, num_rows, csr, csr_transpose = block_tensors[2], *block_tensors[5:8]
   shape = [num_rows, model.num_inputs]
   csr = _csr(_coordinates(block_tensors), values, shape) if csr is None else _typed_csr(csr, shape)
 
   def make_csr_transpose():
     if csr_transpose is None:
-      return _csr(_coordinates(block_tensors, transpose=True), tf.gather(values, transpose_order),
-                  shape[::-1])
+      return _transposed_csr(csr, values, block_tensors, shape)
     return _typed_csr(csr_transpose, shape[::-1])
 
   first, *rest = model.hidden_layers
@@ -415,29 +430,44 @@ def _plain(optimizer, strategy: tf.distribute.Strategy) -> bool:
                       for v in optimizer._trainable_variables))
 
 
-def adam_updates(optimizer, gradients: list, variables: list, after: list) -> list:
-  """Keras Adam's update of `variables` (after the ops `after`), by the fused ResourceApplyAdam.
+@tf.function(jit_compile=True)
+def _adam_update(variable, momentum, velocity, gradient, decay, learning_rate, beta_1, beta_2,
+                 epsilon, step, transposed):
+  """Keras Adam's `update_step` on gradient (or its transpose) + decay x variable, XLA-fused.
 
-  Keras' update is a chain of elementwise ops, each a temporary the size of the variable (up to
-  ~4 GB live at Netflix scale); the fused kernel reads and writes the slots once, with the same
-  formula, and no temporaries. Returns [the last update]; `iterations` is left to the caller.
+  One pass over the variable and its slots: the L2 term and the transpose, as separate ops,
+  would each be a temporary the size of the variable (1 GB at Netflix scale). Returns a scalar
+  for later ops to depend on.
+  """
+  if transposed:
+    gradient = tf.transpose(gradient)
+  gradient += decay * variable
+  alpha = learning_rate * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+  momentum.assign_add((gradient - momentum) * (1 - beta_1))
+  velocity.assign_add((tf.square(gradient) - velocity) * (1 - beta_2))
+  variable.assign_sub(momentum * alpha / (tf.sqrt(velocity) + epsilon))
+  return tf.zeros([])
+
+
+def adam_updates(optimizer, updates: list, after: list) -> list:
+  """Keras Adam's update for each (variable, gradient, L2 decay, gradient transposed) of `updates`.
+
+  Applied after the ops `after`, one at a time, by `_adam_update`. Returns [the last update];
+  `iterations` is left to the caller.
   """
   step = tf.cast(optimizer.iterations + 1, tf.float32)
   learning_rate = tf.cast(optimizer._get_current_learning_rate(), tf.float32)
-  beta_1, beta_2 = tf.constant(optimizer.beta_1, tf.float32), tf.constant(optimizer.beta_2,
-                                                                             tf.float32)
-  updates = after
-  for gradient, variable in zip(gradients, variables):
+  for variable, gradient, decay, transposed in updates:
     index = optimizer._get_variable_index(variable)
     # Chained, so that no two updates' inputs need be alive at once; the output bias's gradient
     # comes as IndexedSlices (it is read by a gather).
-    with tf.control_dependencies(updates):
-      updates = [tf.raw_ops.ResourceApplyAdam(
-          var=variable.handle, m=optimizer._momentums[index].handle,
-          v=optimizer._velocities[index].handle, beta1_power=tf.pow(beta_1, step),
-          beta2_power=tf.pow(beta_2, step), lr=learning_rate, beta1=beta_1, beta2=beta_2,
-          epsilon=tf.constant(optimizer.epsilon, tf.float32), grad=tf.convert_to_tensor(gradient))]
-  return updates
+    with tf.control_dependencies(after):
+      after = [_adam_update(
+          variable.value, optimizer._momentums[index].value, optimizer._velocities[index].value,
+          tf.convert_to_tensor(gradient), tf.constant(decay, tf.float32), learning_rate,
+          tf.constant(optimizer.beta_1, tf.float32), tf.constant(optimizer.beta_2, tf.float32),
+          tf.constant(optimizer.epsilon, tf.float32), step, transposed)]
+  return after
 
 
 @tf.function(jit_compile=True)
@@ -476,28 +506,35 @@ def adam_step(model, block_tensors: tuple, count: tf.Tensor, compute_dtype: tf.D
 
   The same update as Keras Adam on `squared_error_and_gradients`, but the output layer is updated
   as soon as its gradients exist, before the encoder's backward pass starts (which needs only the
-  gradient of the hidden code): so the two GB-sized kernel gradients of Netflix are never alive
-  together.
+  gradient of the hidden code), so the two GB-sized kernel gradients of Netflix are never alive
+  together; the L2 terms and the output kernel's transpose are left to `_adam_update`.
   """
   optimizer = model.optimizer
-  encoder_variables = [v for layer in model.hidden_layers for v in layer.trainable_variables]
-  decoder_variables = model.output_layer.trainable_variables
+  output = model.output_layer
+  kernel, columns, values = tf.convert_to_tensor(output.kernel), block_tensors[1], block_tensors[2]
+  decay = 2.0 * model.l2_weight  # The gradient of l2_penalty, per unit of kernel.
   with tf.GradientTape() as encoder_tape:
     hidden = _encode(model, block_tensors, compute_dtype)
-    encoder_penalty = l2_penalty(model, model.hidden_layers)
+  logits = _hybrid_dot(hidden, kernel, block_tensors[0], columns, block_tensors[4],
+                       compute_dtype, SDDMM_CHUNK)
   with tf.GradientTape() as decoder_tape:
-    decoder_tape.watch(hidden)
-    predictions = _decode(model, hidden, block_tensors, compute_dtype)
-    squared_error = tf.reduce_sum(tf.square(block_tensors[2] - predictions))
-    decoder_share = squared_error / count + l2_penalty(model, [model.output_layer])
-  d_hidden, *decoder_gradients = decoder_tape.gradient(decoder_share,
-                                                       [hidden, *decoder_variables])
-  updates = adam_updates(optimizer, decoder_gradients, decoder_variables, [])
+    decoder_tape.watch(logits)
+    predictions = output.activation(logits + tf.gather(output.bias, columns))
+    squared_error = tf.reduce_sum(tf.square(values - predictions))
+    share = squared_error / count
+  d_logits, d_bias = decoder_tape.gradient(share, [logits, output.bias])
+  d_hidden, d_kernel_t = _pair_gradients(d_logits, hidden, kernel, block_tensors,
+                                         transpose_kernel=False)
+  updates = adam_updates(optimizer, [(output.kernel, d_kernel_t, decay, True),
+                                     (output.bias, d_bias, 0.0, False)], [])
+  encoder = [pair for layer in model.hidden_layers
+             for pair in ((layer.kernel, decay), (layer.bias, 0.0))]
   with tf.control_dependencies(updates):
-    encoder_gradients = encoder_tape.gradient(
-        [hidden, encoder_penalty], encoder_variables,
-        output_gradients=[d_hidden, tf.ones_like(encoder_penalty)])
-  updates = adam_updates(optimizer, encoder_gradients, encoder_variables, updates)
+    encoder_gradients = encoder_tape.gradient(hidden, [v for v, _ in encoder],
+                                              output_gradients=d_hidden)
+  updates = adam_updates(optimizer, [(variable, gradient, variable_decay, False)
+                                     for (variable, variable_decay), gradient
+                                     in zip(encoder, encoder_gradients)], updates)
   with tf.control_dependencies(updates):
     optimizer.iterations.assign_add(1)
   return squared_error

@@ -111,7 +111,9 @@ def test_cached_csr_matrices_give_the_same_steps(split, monkeypatch, batch_size)
     model.compile(optimizer=make_optimizer("adam", 0.01))
     trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
                                    batch_size=batch_size, dense_density=HYBRID)
-    assert all((block.csr is None) == (block.indices is None) == (not cache_ratings)
+    # Without the cache, X^T and the residual's transpose come from SparseMatrixTranspose.
+    assert all((block.csr is None) == (block.indices is None)
+               == (block.transpose_order is None) == (not cache_ratings)
                for group in trainer.groups for block in group)
     losses = [trainer.run_epoch() for _ in range(3)]
     states.append((losses, trainer.predict_pairs(np.array([0, 3]), np.array([1, 2]))))
@@ -210,13 +212,14 @@ def test_mirrored_strategy_gives_single_device_steps(split, batch_size):
     np.testing.assert_allclose(actual, expected, atol=1e-5)
 
 
-def _fused_and_keras_runs(split, optimizer: str, flag: str, epochs: int, **trainer_args):
+def _fused_and_keras_runs(split, optimizer: str, flag: str, epochs: int,
+                          config: training.ModelConfig | None = None, **trainer_args):
   """(losses, weights + optimizer variables) with the Keras update, then with the fused one."""
   layout = build_layout(split.train)
   states = []
   for fused in [False, True]:
     keras.utils.set_random_seed(0)
-    model = training.build_model(model_config(), layout)
+    model = training.build_model(config or model_config(), layout)
     model.compile(optimizer=make_optimizer(optimizer, 0.01))
     trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
                                    **trainer_args)
@@ -227,8 +230,11 @@ def _fused_and_keras_runs(split, optimizer: str, flag: str, epochs: int, **train
   return states
 
 
-def test_fused_adam_matches_keras_adam(split):
-  keras_run, fused_run = _fused_and_keras_runs(split, "adam", "fused_adam", 3, batch_size=12)
+# Two hidden layers: the L2 term, which the fused update adds, is on every kernel.
+@pytest.mark.parametrize("hidden_units", [(16,), (16, 8)])
+def test_fused_adam_matches_keras_adam(split, hidden_units):
+  keras_run, fused_run = _fused_and_keras_runs(
+      split, "adam", "fused_adam", 3, model_config(hidden_units=hidden_units), batch_size=12)
   np.testing.assert_allclose(fused_run[0], keras_run[0], rtol=1e-5)
   for expected, actual in zip(keras_run[1], fused_run[1]):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-6)
