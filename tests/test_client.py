@@ -170,6 +170,11 @@ def test_recommend_returns_top_k_of_each_user(client):
   assert scores.dtype == np.float32
 
 
+def test_with_ratings_names_the_missing_output(client):
+  with pytest.raises(client_lib.ServingError, match="not 'ratings'"):
+    client.recommend(["196"], with_ratings=True)
+
+
 def test_recommend_trims_k_client_side(client):
   item_ids, scores = client.recommend(["196", "22"], k=2)
   assert item_ids.tolist() == [["242", "51"], ["474", "346"]]
@@ -506,6 +511,9 @@ class TestRealExport:
     top_item_ids, top_scores = real_client.recommend(["0"], k=2)
     assert top_item_ids.tolist() == [item_ids[0, :2].tolist()]
     np.testing.assert_array_equal(top_scores, scores[:1, :2])
+    _, _, ratings = real_client.recommend(["0", "7", "no-such-user"], with_ratings=True)
+    np.testing.assert_array_equal(ratings, expected["ratings"])
+    assert ratings.dtype == np.float32 and np.all((ratings >= 1.0) & (ratings <= 5.0))
 
   def test_recommend_for_ratings_pads_like_the_model_expects(self, real_client, signatures):
     item_ids, scores = real_client.recommend_for_ratings([["1", "2"], ["3"]], [[5.0, 1.0], [4.0]])
@@ -515,6 +523,9 @@ class TestRealExport:
     assert item_ids.tolist() == self.decoded(expected["item_ids"])
     np.testing.assert_array_equal(scores, expected["scores"])
     assert not {"1", "2"} & set(item_ids[0]) and "3" not in item_ids[1]
+    _, _, ratings = real_client.recommend_for_ratings([["1", "2"], ["3"]], [[5.0, 1.0], [4.0]],
+                                                      k=2, with_ratings=True)
+    np.testing.assert_array_equal(ratings, expected["ratings"][:, :2])
 
   def test_similar_items(self, real_client, signatures):
     item_ids, scores = real_client.similar_items(["1", "2"])

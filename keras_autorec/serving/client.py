@@ -117,21 +117,27 @@ class AutoRecClient:
     outputs = self._predict(self.predict_signature, {"user_id": user_ids, "item_id": item_ids})
     return self._output(outputs, "rating", self.predict_signature).astype(np.float32)
 
-  def recommend(self, user_ids: Sequence[str],
-                k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (item_ids str [B, k], scores float32 [B, k]) for each known user; k=None: all K."""
+  def recommend(self, user_ids: Sequence[str], k: int | None = None,
+                with_ratings: bool = False) -> tuple[np.ndarray, ...]:
+    """Top-k (item_ids str [B, k], scores float32 [B, k]) for each known user; k=None: all K.
+
+    With `with_ratings`, also the listed items' predicted ratings float32 [B, k] (the export's
+    `ratings` output; `scores` are what the list is ranked by, see `keras_autorec.export`).
+    """
     _check_k(k)
     outputs = self._predict(self.recommend_signature,
                             {"user_id": _as_id_vector(user_ids, "user_ids")})
-    return self._top_k(outputs, k, self.recommend_signature)
+    return self._top_k(outputs, k, self.recommend_signature, with_ratings)
 
   def recommend_for_ratings(self, item_ids: Sequence[Sequence[str]],
                             ratings: Sequence[Sequence[float]],
-                            k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                            k: int | None = None,
+                            with_ratings: bool = False) -> tuple[np.ndarray, ...]:
     """Top-k (item_ids, scores) for users given only as their ratings, one list per user.
 
     Users may have different numbers of ratings: the lists are padded client-side with the
     empty item id, which the model treats as padding (so it may also appear in the input).
+    `with_ratings` adds the listed items' predicted ratings, as in `recommend`.
     """
     _check_k(k)
     if isinstance(item_ids, (str, bytes)) or isinstance(ratings, (str, bytes)):
@@ -153,7 +159,7 @@ class AutoRecClient:
       padded_ratings[user, :len(values)] = values
     outputs = self._predict(self.recommend_for_ratings_signature,
                             {"item_ids": padded_item_ids, "ratings": padded_ratings})
-    return self._top_k(outputs, k, self.recommend_for_ratings_signature)
+    return self._top_k(outputs, k, self.recommend_for_ratings_signature, with_ratings)
 
   def similar_items(self, item_ids: Sequence[str],
                     k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -242,17 +248,17 @@ class AutoRecClient:
                          f"outputs {sorted(outputs)}, not {name!r}; is it the right signature?")
     return outputs[name]
 
-  def _top_k(self, outputs: Mapping[str, np.ndarray], k: int | None,
-             signature_name: str) -> tuple[np.ndarray, np.ndarray]:
-    item_ids = _decode_ids(self._output(outputs, "item_ids", signature_name))
-    scores = self._output(outputs, "scores", signature_name).astype(np.float32)
-    exported_k = scores.shape[-1]
+  def _top_k(self, outputs: Mapping[str, np.ndarray], k: int | None, signature_name: str,
+             with_ratings: bool = False) -> tuple[np.ndarray, ...]:
+    results = [_decode_ids(self._output(outputs, "item_ids", signature_name)),
+               self._output(outputs, "scores", signature_name).astype(np.float32)]
+    if with_ratings:
+      results.append(self._output(outputs, "ratings", signature_name).astype(np.float32))
+    exported_k = results[1].shape[-1]
     if k is not None and k > exported_k:
       raise ValueError(f"k={k} exceeds K={exported_k}, the number of items signature "
                        f"{signature_name!r} of model {self.model_name!r} was exported to return")
-    if k is None:
-      return item_ids, scores
-    return item_ids[..., :k], scores[..., :k]
+    return tuple(result if k is None else result[..., :k] for result in results)
 
 
 def _check_k(k: int | None) -> None:
