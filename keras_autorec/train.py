@@ -111,8 +111,9 @@ def main(argv):
         f"{summary['validation_rmse_mean']:.4f}")
   for metrics in summary["runs"]:
     if "test_noise_floor_rmse" in metrics:
-      print(f"seed {metrics['seed']}: noise floor (RMSE of a perfect model) "
-            f"{metrics['test_noise_floor_rmse']:.4f}")
+      floor = metrics["test_noise_floor_rmse"]
+      print(f"seed {metrics['seed']}: noise floor (RMSE of a perfect model) {floor:.4f}; test "
+            f"RMSE {metrics['test_rmse']:.4f} is {metrics['test_rmse'] / floor:.3f}x the floor")
   return 0
 
 
