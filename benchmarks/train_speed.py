@@ -5,8 +5,8 @@ out as item rows over user columns, and times:
 
   sparse  `keras_autorec.sparse.SparseTrainer` with --optimizer (default full-batch Rprop, the
           paper's setting) over --row_batches row groups (one step each; 1 = full batch) for
-          --sparse_epochs epochs after one warm-up step (tracing); with --max_steps, only that
-          many steps are timed and extrapolated to an epoch.
+          --sparse_epochs epochs after one warm-up step (tracing), reporting the median epoch;
+          with --max_steps, only that many steps per epoch are timed and extrapolated.
   dense   Keras `model.fit` on the dense-per-batch tf.data input (Adam, --dense_batch rows per
           step) for --dense_steps steps after one warm-up step, extrapolated to an epoch; skipped
           when a batch of dense rows would exceed --dense_max_cells.
@@ -69,6 +69,7 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
   """Runs in a child process: generates `shape`, times dense and sparse, returns a result row."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras
+  import numpy as np
   import tensorflow as tf
 
   from keras_autorec import sparse
@@ -110,13 +111,16 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
       trainer.run_epoch(max_steps=1)
       steps = len(trainer.groups) if args.max_steps is None else min(args.max_steps,
                                                                      len(trainer.groups))
-      epoch_start = time.perf_counter()
+      epoch_seconds = []
       for _ in range(args.sparse_epochs):
+        epoch_start = time.perf_counter()
         loss = trainer.run_epoch(max_steps=steps)
-      seconds = ((time.perf_counter() - epoch_start) / args.sparse_epochs / steps
-                 * len(trainer.groups))
-    measured = (f"{args.optimizer}, {len(trainer.groups)} row groups; {args.sparse_epochs} x "
-                f"{steps} steps after 1 warm-up step")
+        epoch_seconds.append((time.perf_counter() - epoch_start) / steps * len(trainer.groups))
+      # The median: on a shared machine single epochs can take twice as long as the others.
+      seconds = float(np.median(epoch_seconds))
+    measured = (f"{args.optimizer}, {len(trainer.groups)} row groups; median of "
+                f"{args.sparse_epochs} x {steps} steps (mean {np.mean(epoch_seconds):.3g} s) "
+                "after 1 warm-up step")
     if steps < len(trainer.groups):
       measured += f", extrapolated to {len(trainer.groups)} steps"
     result[f"sparse_{compute}"] = {
@@ -208,7 +212,7 @@ def main() -> None:
   parser.add_argument("--dense_batch", type=int, default=1024)
   parser.add_argument("--dense_steps", type=int, default=3)
   parser.add_argument("--dense_max_cells", type=float, default=1e8)
-  parser.add_argument("--sparse_epochs", type=int, default=2)
+  parser.add_argument("--sparse_epochs", type=int, default=5)
   parser.add_argument("--optimizer", default="rprop", help="sparse path: rprop, adam, ...")
   parser.add_argument("--row_batches", type=int, default=1,
                       help="sparse path: row groups per epoch, one optimizer step each")
