@@ -41,23 +41,32 @@ class Rprop(keras.optimizers.Optimizer):
   def update_step(self, gradient, variable, learning_rate):
     index = self._get_variable_index(variable)
     step, previous = self._steps[index], self._previous_gradients[index]
-    gradient = ops.cast(gradient, variable.dtype)
-    # A zero step marks a weight never updated: it starts at the initial step size.
-    current_step = ops.where(ops.equal(step, 0.0), ops.cast(learning_rate, variable.dtype), step)
-    agreement = gradient * previous
-    new_step = ops.where(
-        agreement > 0, ops.minimum(current_step * self.increase_factor, self.max_step),
-        ops.where(agreement < 0, ops.maximum(current_step * self.decrease_factor, self.min_step),
-                  current_step))
-    gradient = ops.where(agreement < 0, ops.zeros_like(gradient), gradient)
+    new_step, kept_gradient, decrement = irprop_minus(
+        ops.cast(gradient, variable.dtype), previous, step,
+        ops.cast(learning_rate, variable.dtype), self.increase_factor, self.decrease_factor,
+        self.min_step, self.max_step)
     self.assign(step, new_step)
-    self.assign(previous, gradient)
-    self.assign_sub(variable, ops.sign(gradient) * new_step)
+    self.assign(previous, kept_gradient)
+    self.assign_sub(variable, decrement)
 
   def get_config(self):
     return {**super().get_config(), "increase_factor": self.increase_factor,
             "decrease_factor": self.decrease_factor, "min_step": self.min_step,
             "max_step": self.max_step}
+
+
+def irprop_minus(gradient, previous_gradient, step, initial_step, increase_factor,
+                 decrease_factor, min_step, max_step):
+  """One iRprop- update, elementwise: (new step, gradient to remember, weight decrement)."""
+  # A zero step marks a weight never updated: it starts at the initial step size.
+  current_step = ops.where(ops.equal(step, 0.0), initial_step, step)
+  agreement = gradient * previous_gradient
+  new_step = ops.where(
+      agreement > 0, ops.minimum(current_step * increase_factor, max_step),
+      ops.where(agreement < 0, ops.maximum(current_step * decrease_factor, min_step),
+                current_step))
+  gradient = ops.where(agreement < 0, ops.zeros_like(gradient), gradient)
+  return new_step, gradient, ops.sign(gradient) * new_step
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -40,7 +40,7 @@ from tensorflow.python.ops import handle_data_util
 from keras_autorec import distribution
 from keras_autorec.data.layout import SparseRows, build_layout
 from keras_autorec.data.splits import RatingsSplit
-from keras_autorec.optimizers import Rprop, make_optimizer
+from keras_autorec.optimizers import Rprop, irprop_minus, make_optimizer
 
 SDDMM_CHUNK = 8192  # Pairs per SDDMM chunk: two [chunk, k] gathers stay in the 4 MB L2 cache.
 # The decoder is evaluated by GEMM at the pairs of the columns that more than this share of a
@@ -474,15 +474,12 @@ def adam_updates(optimizer, updates: list, after: list) -> list:
 def _rprop_update(variable, step, previous, gradient, learning_rate, increase_factor,
                   decrease_factor, min_step, max_step):
   """`optimizers.Rprop.update_step`, which XLA fuses into one pass without temporaries."""
-  current_step = tf.where(tf.equal(step, 0.0), learning_rate, step)
-  agreement = gradient * previous
-  new_step = tf.where(
-      agreement > 0, tf.minimum(current_step * increase_factor, max_step),
-      tf.where(agreement < 0, tf.maximum(current_step * decrease_factor, min_step), current_step))
-  gradient = tf.where(agreement < 0, tf.zeros_like(gradient), gradient)
+  new_step, kept_gradient, decrement = irprop_minus(
+      gradient, previous, step, learning_rate, increase_factor, decrease_factor, min_step,
+      max_step)
   step.assign(new_step)
-  previous.assign(gradient)
-  variable.assign_sub(tf.sign(gradient) * new_step)
+  previous.assign(kept_gradient)
+  variable.assign_sub(decrement)
 
 
 def rprop_updates(optimizer, gradients: list, variables: list) -> None:
