@@ -121,12 +121,13 @@ def test_cached_csr_matrices_give_the_same_steps(split, monkeypatch, batch_size)
   np.testing.assert_array_equal(states[1][1], states[0][1])
 
 
-def test_bfloat16_is_within_noise_of_float32(split):
+# bfloat16 applies to both decoders: the gather-dots and the GEMM.
+@pytest.mark.parametrize("dense_density", [ALL_SPARSE, ALL_DENSE])
+def test_bfloat16_is_within_noise_of_float32(split, dense_density):
   layout = build_layout(split.train)
   tf.random.set_seed(0)
   model = training.build_model(model_config(), layout)
-  # Gather-dots only: where bfloat16 applies.
-  block = [sparse.make_block(layout.train, dense_density=ALL_SPARSE)]
+  block = [sparse.make_block(layout.train, dense_density=dense_density)]
   loss32, gradients32 = sparse.sparse_loss_and_gradients(model, block)
   loss16, gradients16 = sparse.sparse_loss_and_gradients(model, block, tf.bfloat16)
   assert loss16.dtype == tf.float32
