@@ -153,21 +153,34 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
 
 
 def machine_rates() -> dict:
-  """This machine's memory bandwidth (GB/s, numpy copy) and float32 GEMM rate (GFLOP/s)."""
+  """Memory bandwidth (GB/s, numpy copy), float32 and bfloat16 GEMM rates (GFLOP/s), CPU facts."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import numpy as np
   import tensorflow as tf
 
+  from keras_autorec import sparse
+
   source = np.ones(1 << 28, dtype=np.float32)  # 1 GB, far beyond the caches.
   target = np.empty_like(source)
   best_copy = min(_seconds(lambda: np.copyto(target, source)) for _ in range(3))
-  left, right = tf.random.normal([4096, 500]), tf.random.normal([500, 8192])
-  matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(left, right)))
-  matmul()
-  best_matmul = min(_seconds(lambda: matmul().numpy()) for _ in range(3))
-  # A copy reads and writes every byte.
-  return {"bandwidth_gb_s": 2 * source.nbytes / best_copy / 1e9,
-          "gemm_gflop_s": 2 * 4096 * 500 * 8192 / best_matmul / 1e9}
+  rates = {"bandwidth_gb_s": 2 * source.nbytes / best_copy / 1e9,  # A copy reads and writes.
+           "native_bfloat16": sparse.native_bfloat16_matmul(),
+           "onednn_spmm": os.environ.get(sparse.ONEDNN_SPMM)}
+  for dtype in (tf.float32, tf.bfloat16):
+    left = tf.cast(tf.random.normal([4096, 500]), dtype)
+    right = tf.cast(tf.random.normal([500, 8192]), dtype)
+    matmul = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(left, right), tf.float32)))
+    matmul()
+    best_matmul = min(_seconds(lambda: matmul().numpy()) for _ in range(3))
+    rates[f"{dtype.name}_gemm_gflop_s"] = 2 * 4096 * 500 * 8192 / best_matmul / 1e9
+  return rates
+
+
+def sparse_onednn_spmm_note(value: str | None) -> str:
+  """How the sparse path's SpMMs run, from TF_ENABLE_ONEDNN_SPMM as keras_autorec.sparse left it."""
+  if (value or "").lower() in ("1", "true"):
+    return "SpMM by oneDNN"
+  return f"SpMM by Eigen (TF_ENABLE_ONEDNN_SPMM={value!r})"
 
 
 def _seconds(function) -> float:
@@ -234,8 +247,12 @@ def main() -> None:
   context = multiprocessing.get_context("spawn")
   with context.Pool(1) as pool:  # In a child: the parent stays free of TensorFlow threads.
     rates = pool.apply(machine_rates)
-  print(f"machine: memory bandwidth {rates['bandwidth_gb_s']:.1f} GB/s (numpy copy), float32 "
-        f"GEMM {rates['gemm_gflop_s']:.0f} GFLOP/s, load {os.getloadavg()[0]:.1f}", flush=True)
+  print(f"machine: memory bandwidth {rates['bandwidth_gb_s']:.1f} GB/s (numpy copy), GEMM "
+        f"{rates['float32_gemm_gflop_s']:.0f} GFLOP/s float32, "
+        f"{rates['bfloat16_gemm_gflop_s']:.0f} bfloat16 (native bfloat16 "
+        f"{'yes' if rates['native_bfloat16'] else 'no'}), "
+        f"{sparse_onednn_spmm_note(rates['onednn_spmm'])}, load {os.getloadavg()[0]:.1f}",
+        flush=True)
   for shape in args.shapes:
     queue = context.Queue()
     process = context.Process(target=_child, args=(shape, args, queue))

@@ -19,10 +19,11 @@ The decoder's logits at the pairs of a block's densest columns (`DENSE_COLUMN_DE
 cheaper as bounded row blocks of a dense matmul (GEMM) of those columns followed by a gather; the
 other pairs get gathered dots.
 
-bfloat16 ("mixed precision") applies to the decoder: its GEMM (AMX or AVX512-BF16 make it ~3x
-faster than float32 on CPUs that have them) and its SDDMM gathers, which move most of the bytes;
-and to extra hidden layers. TensorFlow's CSR kernels accept only float32/float64, so the SpMMs
-stay float32, as do variables, the residuals and the loss.
+bfloat16 ("mixed precision") applies to the decoder's SDDMM gathers, which move most of its bytes,
+to extra hidden layers, and to the decoder's GEMM on CPUs that multiply bfloat16 natively (AMX or
+AVX512-BF16: ~3x float32 with AMX; elsewhere it would be slower than float32). TensorFlow's CSR
+kernels accept only float32/float64, so the SpMMs stay float32, as do variables, the residuals
+and the loss.
 
 The SpMMs run on oneDNN's CSR kernel (see ONEDNN_SPMM) when TensorFlow has it.
 """
@@ -30,6 +31,7 @@ The SpMMs run on oneDNN's CSR kernel (see ONEDNN_SPMM) when TensorFlow has it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -84,6 +86,17 @@ def use_sparse(execution: str, num_rows: int, num_columns: int) -> bool:
   if execution == "auto":
     return num_rows * num_columns > AUTO_SPARSE_CELLS
   return execution == "sparse"
+
+
+@functools.cache
+def native_bfloat16_matmul() -> bool:
+  """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo)."""
+  try:
+    with open("/proc/cpuinfo") as cpuinfo:
+      flags = set(cpuinfo.read().split())
+  except OSError:
+    return False
+  return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def _csr(indices: tf.Tensor, values: tf.Tensor, shape) -> tf.Tensor:
@@ -269,16 +282,19 @@ def _hybrid_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: 
                 dense_columns: tf.Tensor, compute_dtype: tf.DType, chunk: int) -> tf.Tensor:
   """(hidden @ kernel) at row-sorted pairs: by GEMM blocks at dense_columns, else gather-dots.
 
-  Both in `compute_dtype`; the dots come back as float32.
+  Gather-dots in `compute_dtype`, the GEMM too where it multiplies natively; float32 dots.
   """
-  hidden, kernel = tf.cast(hidden, compute_dtype), tf.cast(kernel, compute_dtype)
+  gemm_dtype = compute_dtype if native_bfloat16_matmul() else tf.float32
   return tf.cond(tf.size(dense_columns) == tf.shape(kernel)[1],
-                 lambda: _blocked_dense_dot(hidden, kernel, rows, columns),
-                 lambda: _split_dot(hidden, kernel, rows, columns, dense_columns, chunk))
+                 lambda: _blocked_dense_dot(tf.cast(hidden, gemm_dtype),
+                                            tf.cast(kernel, gemm_dtype), rows, columns),
+                 lambda: _split_dot(hidden, kernel, rows, columns, dense_columns, gemm_dtype,
+                                    compute_dtype, chunk))
 
 
 def _split_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
-               dense_columns: tf.Tensor, chunk: int) -> tf.Tensor:
+               dense_columns: tf.Tensor, gemm_dtype: tf.DType, compute_dtype: tf.DType,
+               chunk: int) -> tf.Tensor:
   """`_hybrid_dot` with some columns out of the dense part."""
   # Slot of each column among dense_columns, -1 for the others.
   slots = tf.scatter_nd(dense_columns[:, None], tf.range(1, tf.size(dense_columns) + 1),
@@ -286,10 +302,12 @@ def _split_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: t
   pair_slots = tf.gather(slots, columns)
   sparse_pairs, dense_pairs = tf.dynamic_partition(
       tf.range(tf.size(rows)), tf.cast(pair_slots >= 0, tf.int32), 2)
-  dense_dots = _blocked_dense_dot(hidden, tf.gather(kernel, dense_columns, axis=1),
-                                  tf.gather(rows, dense_pairs), tf.gather(pair_slots, dense_pairs))
-  sparse_dots = _gather_dot(hidden, tf.transpose(kernel), tf.gather(rows, sparse_pairs),
-                            tf.gather(columns, sparse_pairs), chunk)
+  dense_dots = _blocked_dense_dot(
+      tf.cast(hidden, gemm_dtype), tf.cast(tf.gather(kernel, dense_columns, axis=1), gemm_dtype),
+      tf.gather(rows, dense_pairs), tf.gather(pair_slots, dense_pairs))
+  sparse_dots = _gather_dot(tf.cast(hidden, compute_dtype),
+                            tf.cast(tf.transpose(kernel), compute_dtype),
+                            tf.gather(rows, sparse_pairs), tf.gather(columns, sparse_pairs), chunk)
   return tf.dynamic_stitch([sparse_pairs, dense_pairs], [sparse_dots, dense_dots])
 
 

@@ -121,9 +121,10 @@ def test_cached_csr_matrices_give_the_same_steps(split, monkeypatch, batch_size)
   np.testing.assert_array_equal(states[1][1], states[0][1])
 
 
-# bfloat16 applies to both decoders: the gather-dots and the GEMM.
-@pytest.mark.parametrize("dense_density", [ALL_SPARSE, ALL_DENSE])
-def test_bfloat16_is_within_noise_of_float32(split, dense_density):
+# bfloat16 applies to the gather-dots, and to the GEMM where the CPU multiplies it natively.
+@pytest.mark.parametrize("dense_density, native", [(ALL_SPARSE, False), (ALL_DENSE, True)])
+def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, native):
+  monkeypatch.setattr(sparse, "native_bfloat16_matmul", lambda: native)
   layout = build_layout(split.train)
   tf.random.set_seed(0)
   model = training.build_model(model_config(), layout)
@@ -135,6 +136,17 @@ def test_bfloat16_is_within_noise_of_float32(split, dense_density):
   assert float(loss16) != float(loss32)  # bfloat16 is really used.
   for expected, actual in zip(gradients32, gradients16):
     assert relative_error(expected, actual) < 3e-2
+
+
+def test_bfloat16_gemm_stays_float32_without_native_bfloat16(split, monkeypatch):
+  monkeypatch.setattr(sparse, "native_bfloat16_matmul", lambda: False)
+  layout = build_layout(split.train)
+  tf.random.set_seed(0)
+  model = training.build_model(model_config(), layout)
+  block = [sparse.make_block(layout.train, dense_density=ALL_DENSE)]
+  loss32, _ = sparse.sparse_loss_and_gradients(model, block)
+  loss16, _ = sparse.sparse_loss_and_gradients(model, block, tf.bfloat16)
+  assert float(loss16) == float(loss32)
 
 
 def fit_configs(execution: str, **overrides) -> training.TrainConfig:
