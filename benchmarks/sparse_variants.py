@@ -7,9 +7,13 @@ are `SparseTrainer`s sharing one model (I-AutoRec, k = --hidden, full-batch --op
 gather-dots only), and with --baseline, the `SparseTrainer` of another copy of `sparse.py` (for
 example an earlier commit's), with its default settings:
 
-  git show b4e5963:keras_autorec/sparse.py > /tmp/sparse_before.py
-  PYTHONPATH=. python benchmarks/sparse_variants.py --shape ml1m --densities 0.01 0.02 \
-      --epochs 9 --baseline /tmp/sparse_before.py
+  git show 3d24b19:keras_autorec/sparse.py > /tmp/sparse_before.py
+  PYTHONPATH=. python benchmarks/sparse_variants.py --shape ml1m --epochs 9 \
+      --baseline /tmp/sparse_before.py
+
+Every variant runs with the SpMM kernel the process chose: TensorFlow reads TF_ENABLE_ONEDNN_SPMM
+(which importing `keras_autorec.sparse` sets to 1 unless it is set) once, at the first graph it
+optimizes; so oneDNN's SpMM against Eigen's takes two runs, one with TF_ENABLE_ONEDNN_SPMM=0.
 
 It prints each variant's seconds per epoch (each epoch is one step) and the 1-minute load average
 before each round.
@@ -31,6 +35,8 @@ def main() -> None:
   parser.add_argument("--epochs", type=int, default=5, help="timed epochs per variant")
   parser.add_argument("--hidden", type=int, default=500)
   parser.add_argument("--optimizer", default="rprop")
+  parser.add_argument("--compute", choices=sorted(["off", "bfloat16"]), default="off",
+                      help="compute dtype of every variant: off (float32) or bfloat16")
   args = parser.parse_args()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras
@@ -49,14 +55,17 @@ def main() -> None:
   model(tf.zeros((1, train.num_columns)))
   model.compile(optimizer=make_optimizer(args.optimizer, 1e-3))
   strategy = tf.distribute.get_strategy()
+  compute_dtype = sparse.COMPUTE_DTYPES[args.compute]
   trainers = {}
   if args.baseline:
     spec = importlib.util.spec_from_file_location("baseline_sparse", args.baseline)
     baseline = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(baseline)
-    trainers["baseline"] = baseline.SparseTrainer(model, train, strategy)
+    trainers["baseline"] = baseline.SparseTrainer(model, train, strategy,
+                                                  compute_dtype=compute_dtype)
   for density in args.densities:
-    trainer = sparse.SparseTrainer(model, train, strategy, dense_density=density)
+    trainer = sparse.SparseTrainer(model, train, strategy, compute_dtype=compute_dtype,
+                                   dense_density=density)
     block = trainer.groups[0][0]
     share = np.isin(block.columns.numpy(), block.dense_columns.numpy()).mean()
     print(f"density {density}: {block.dense_columns.shape[0]} of {train.num_columns} columns "

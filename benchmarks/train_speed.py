@@ -164,7 +164,7 @@ def machine_rates() -> dict:
   target = np.empty_like(source)
   best_copy = min(_seconds(lambda: np.copyto(target, source)) for _ in range(3))
   rates = {"bandwidth_gb_s": 2 * source.nbytes / best_copy / 1e9,  # A copy reads and writes.
-           "native_bfloat16": sparse.native_bfloat16_matmul(),
+           "native_bfloat16": sparse.native_matmul(tf.bfloat16),
            "onednn_spmm": os.environ.get(sparse.ONEDNN_SPMM)}
   for dtype in (tf.float32, tf.bfloat16):
     left = tf.cast(tf.random.normal([4096, 500]), dtype)

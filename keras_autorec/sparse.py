@@ -19,11 +19,12 @@ The decoder's logits at the pairs of a block's densest columns (`DENSE_COLUMN_DE
 cheaper as bounded row blocks of a dense matmul (GEMM) of those columns followed by a gather; the
 other pairs get gathered dots.
 
-bfloat16 ("mixed precision") applies to the decoder's SDDMM gathers, which move most of its bytes,
-to extra hidden layers, and to the decoder's GEMM on CPUs that multiply bfloat16 natively (AMX or
-AVX512-BF16: ~3x float32 with AMX; elsewhere it would be slower than float32). TensorFlow's CSR
-kernels accept only float32/float64, so the SpMMs stay float32, as do variables, the residuals
-and the loss.
+Mixed precision (bfloat16 or float16) applies to the decoder's SDDMM gathers, which move most of
+its bytes, to extra hidden layers, and to the decoder's GEMM on CPUs that multiply the dtype
+natively (`native_matmul`; bfloat16 with AMX: ~3x float32; without, it would be slower than
+float32). TensorFlow's CSR kernels accept only float32/float64, so the SpMMs stay float32, as do
+variables, the residuals and the loss. float16 trains with Keras' dynamic loss scaling (the
+gradients of extra hidden layers are float16).
 
 The SpMMs run on oneDNN's CSR kernel (see ONEDNN_SPMM) when TensorFlow has it.
 """
@@ -47,9 +48,10 @@ from keras_autorec.data.splits import RatingsSplit
 from keras_autorec.optimizers import Rprop, irprop_minus, make_optimizer
 
 # TensorFlow rewrites SparseMatrixMatMul ops without transpose flags to oneDNN's CSR SpMM when this
-# is set at trace time (opt-in since TF 2.16): 1.4-1.5x faster than the Eigen kernel at ML-1M
-# shape (k = 500, 2 threads: 40 vs 58 ms), same results up to summation order. Set on import
-# unless the user chose otherwise; builds without oneDNN ignore it.
+# is set (opt-in since TF 2.16): 1.4x faster than the Eigen kernel at ML-1M shape (k = 500, 2
+# threads: 40 vs 58 ms), 1.2-1.4x at Netflix width, same results up to summation order. TensorFlow
+# reads it once, when it first meets a SparseMatrixMatMul in a graph, so it is set on import
+# (unless the user set it); builds without oneDNN ignore it.
 ONEDNN_SPMM = "TF_ENABLE_ONEDNN_SPMM"
 os.environ.setdefault(ONEDNN_SPMM, "1")
 
@@ -72,7 +74,7 @@ SPLIT_MAX_COLUMNS = 200_000
 # in both orders) from step to step: up to 1.2 GB. Larger data sets rebuild them in every step.
 CSR_CACHE_RATINGS = 25_000_000
 DECODER_BLOCK_CELLS = 1 << 25  # Cells of one block of the decoder's GEMM (128 MB float32).
-COMPUTE_DTYPES = {"off": tf.float32, "bfloat16": tf.bfloat16}
+COMPUTE_DTYPES = {"off": tf.float32, "bfloat16": tf.bfloat16, "float16": tf.float16}
 EXECUTIONS = ("auto", "dense", "sparse")
 # "auto" trains sparse above this many rows x columns cells: a dense full batch of 50M cells is
 # 200 MB per float32 tensor, and beyond it the dense path's O(cells x k) epoch dominates.
@@ -88,15 +90,25 @@ def use_sparse(execution: str, num_rows: int, num_columns: int) -> bool:
   return execution == "sparse"
 
 
+# CPU flags (/proc/cpuinfo) under which a dtype's GEMM beats float32's. Measured on an AMX-BF16
+# CPU (decoder GEMM of ML-1M shape): bfloat16 0.035 s, float32 0.111 s; float16 0.101 s with
+# AVX512-FP16 but no AMX-FP16, so AVX512-FP16 alone does not count. AVX512-BF16 without AMX is
+# not measured here (its dot-product instructions do twice float32's multiply-adds).
+NATIVE_MATMUL_FLAGS = {tf.bfloat16: {"amx_bf16", "avx512_bf16"}, tf.float16: {"amx_fp16"}}
+
+
 @functools.cache
-def native_bfloat16_matmul() -> bool:
-  """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo)."""
+def _cpu_flags() -> frozenset:
   try:
     with open("/proc/cpuinfo") as cpuinfo:
-      flags = set(cpuinfo.read().split())
+      return frozenset(cpuinfo.read().split())
   except OSError:
-    return False
-  return bool(flags & {"amx_bf16", "avx512_bf16"})
+    return frozenset()
+
+
+def native_matmul(dtype: tf.DType) -> bool:
+  """Whether this CPU's GEMM in `dtype` beats float32's (see NATIVE_MATMUL_FLAGS)."""
+  return dtype == tf.float32 or bool(_cpu_flags() & NATIVE_MATMUL_FLAGS.get(dtype, set()))
 
 
 def _csr(indices: tf.Tensor, values: tf.Tensor, shape) -> tf.Tensor:
@@ -284,7 +296,7 @@ def _hybrid_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: 
 
   Gather-dots in `compute_dtype`, the GEMM too where it multiplies natively; float32 dots.
   """
-  gemm_dtype = compute_dtype if native_bfloat16_matmul() else tf.float32
+  gemm_dtype = compute_dtype if native_matmul(compute_dtype) else tf.float32
   return tf.cond(tf.size(dense_columns) == tf.shape(kernel)[1],
                  lambda: _blocked_dense_dot(tf.cast(hidden, gemm_dtype),
                                             tf.cast(kernel, gemm_dtype), rows, columns),
@@ -399,20 +411,21 @@ def l2_penalty(model, layers: list | None = None) -> tf.Tensor:
 
 
 def squared_error_and_gradients(model, block_tensors: tuple, count: tf.Tensor,
-                                penalty_share: float,
-                                compute_dtype: tf.DType) -> tuple[tf.Tensor, list]:
+                                penalty_share: float, compute_dtype: tf.DType,
+                                loss_scale: tf.Tensor | float = 1.0) -> tuple[tf.Tensor, list]:
   """A block's summed squared error, and gradients of its share of the step's objective.
 
   The share is squared error / `count` (the count of every block in the step, not this block's)
   plus `penalty_share` of the L2 penalty, so summing blocks' or replicas' gradients gives the
   gradient of the whole step's objective. The penalty is on this tape rather than added after:
-  at Netflix scale every extra gradient-sized tensor is another 2 GB.
+  at Netflix scale every extra gradient-sized tensor is another 2 GB. The gradients are of
+  `loss_scale` times the share (float16 loss scaling; the optimizer unscales them).
   """
   with tf.GradientTape() as tape:
     predictions = _decode(model, _encode(model, block_tensors, compute_dtype), block_tensors,
                           compute_dtype)
     squared_error = tf.reduce_sum(tf.square(block_tensors[2] - predictions))
-    share = squared_error / count + penalty_share * l2_penalty(model)
+    share = (squared_error / count + penalty_share * l2_penalty(model)) * loss_scale
   gradients = tape.gradient(share, model.trainable_variables)
   # The output bias is read by a gather, whose gradient comes as IndexedSlices.
   return squared_error, [tf.convert_to_tensor(g) for g in gradients]
@@ -608,10 +621,12 @@ class SparseTrainer:
       squared_error = self.strategy.run(
           adam_step, args=(self.model, distributed_blocks, count, self.compute_dtype))
       return squared_error / count + l2_penalty(self.model)
+    # 1 unless the optimizer scales the loss (a LossScaleOptimizer, or loss_scale_factor).
+    loss_scale = self.model.optimizer.scale_loss(tf.constant(1.0))
     squared_error, gradients = self.strategy.run(
         squared_error_and_gradients,
         args=(self.model, distributed_blocks, count, 1.0 / self.strategy.num_replicas_in_sync,
-              self.compute_dtype))
+              self.compute_dtype, loss_scale))
     squared_error = self.strategy.reduce(tf.distribute.ReduceOp.SUM, squared_error, axis=None)
     gradients = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
                  for g in gradients]
@@ -673,7 +688,10 @@ def fit_sparse(split: RatingsSplit, model_config, train_config,
   layout = build_layout(split.train, item_based=model_config.item_based)
   with strategy.scope():
     model = training.build_model(model_config, layout)
-    model.compile(optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate))
+    optimizer = make_optimizer(train_config.optimizer, train_config.learning_rate)
+    if train_config.mixed_precision == "float16":
+      optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer)
   trainer = SparseTrainer(model, layout.train, strategy, train_config.batch_size,
                           COMPUTE_DTYPES[train_config.mixed_precision])
   validation_targets, _ = layout.targets(split.validation)

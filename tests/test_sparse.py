@@ -124,7 +124,7 @@ def test_cached_csr_matrices_give_the_same_steps(split, monkeypatch, batch_size)
 # bfloat16 applies to the gather-dots, and to the GEMM where the CPU multiplies it natively.
 @pytest.mark.parametrize("dense_density, native", [(ALL_SPARSE, False), (ALL_DENSE, True)])
 def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, native):
-  monkeypatch.setattr(sparse, "native_bfloat16_matmul", lambda: native)
+  monkeypatch.setattr(sparse, "native_matmul", lambda dtype: native or dtype == tf.float32)
   layout = build_layout(split.train)
   tf.random.set_seed(0)
   model = training.build_model(model_config(), layout)
@@ -139,7 +139,7 @@ def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, 
 
 
 def test_bfloat16_gemm_stays_float32_without_native_bfloat16(split, monkeypatch):
-  monkeypatch.setattr(sparse, "native_bfloat16_matmul", lambda: False)
+  monkeypatch.setattr(sparse, "native_matmul", lambda dtype: dtype == tf.float32)
   layout = build_layout(split.train)
   tf.random.set_seed(0)
   model = training.build_model(model_config(), layout)
@@ -167,12 +167,43 @@ def test_sparse_training_follows_dense_training(split):
   assert metrics["validation_rmse"] == pytest.approx(min(trained.history["val_rmse"]), abs=1e-5)
 
 
-def test_bfloat16_training_matches_float32(split):
-  trained32 = training.fit(split, model_config(), fit_configs("sparse"))
-  trained16 = training.fit(split, model_config(), fit_configs("sparse",
-                                                              mixed_precision="bfloat16"))
+# Two hidden layers for float16: their gradients are float16, which loss scaling protects.
+@pytest.mark.parametrize("mixed_precision, hidden_units", [("bfloat16", (16,)),
+                                                           ("float16", (16, 8))])
+def test_mixed_precision_training_matches_float32(split, mixed_precision, hidden_units):
+  config = model_config(hidden_units=hidden_units)
+  trained32 = training.fit(split, config, fit_configs("sparse"))
+  trained16 = training.fit(split, config, fit_configs("sparse", mixed_precision=mixed_precision))
+  assert trained32.history["val_rmse"][-1] < trained32.history["val_rmse"][0] - 0.05
   assert trained16.history["val_rmse"][-1] == pytest.approx(trained32.history["val_rmse"][-1],
                                                             abs=5e-3)
+  assert (isinstance(trained16.model.optimizer, keras.optimizers.LossScaleOptimizer)
+          == (mixed_precision == "float16"))
+
+
+def test_loss_scaled_steps_equal_unscaled_steps(split):
+  """SGD, whose step is proportional to the gradient: a scale not undone would show."""
+  layout = build_layout(split.train)
+  weights = []
+  for optimizer in [keras.optimizers.SGD(0.1),
+                    keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1),
+                                                        initial_scale=1024.0)]:
+    keras.utils.set_random_seed(0)
+    model = training.build_model(model_config(), layout)
+    model.compile(optimizer=optimizer)
+    trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
+                                   compute_dtype=tf.float16)
+    trainer.run_epoch()
+    weights.append(model.get_weights())
+  assert float(model.optimizer.scale_loss(tf.constant(1.0))) == 1024.0
+  assert not np.allclose(weights[0][0], model_weights_at_init(layout)[0])
+  for expected, actual in zip(*weights):
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
+
+
+def model_weights_at_init(layout) -> list:
+  keras.utils.set_random_seed(0)
+  return training.build_model(model_config(), layout).get_weights()
 
 
 def test_resume_continues_where_it_stopped(split, tmp_path):
