@@ -235,8 +235,9 @@ def test_auto_execution_picks_sparse_for_large_matrices():
 
 
 @pytest.mark.skipif(num_logical_cpus() < 2, reason="needs 2 logical CPUs (tests/conftest.py)")
-@pytest.mark.parametrize("batch_size", [0, 12])
-def test_mirrored_strategy_gives_single_device_steps(split, batch_size):
+# float16: Keras' loss scaling, whose updates run in the cross-replica context.
+@pytest.mark.parametrize("batch_size, compute", [(0, "off"), (12, "off"), (0, "float16")])
+def test_mirrored_strategy_gives_single_device_steps(split, batch_size, compute):
   layout = build_layout(split.train)
   strategies = [tf.distribute.get_strategy(),
                 tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])]
@@ -245,8 +246,12 @@ def test_mirrored_strategy_gives_single_device_steps(split, batch_size):
     keras.utils.set_random_seed(0)
     with strategy.scope():
       model = training.build_model(model_config(), layout)
-      model.compile(optimizer=make_optimizer("adam", 0.01))
-    trainer = sparse.SparseTrainer(model, layout.train, strategy, batch_size=batch_size)
+      optimizer = make_optimizer("adam", 0.01)
+      if compute == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      model.compile(optimizer=optimizer)
+    trainer = sparse.SparseTrainer(model, layout.train, strategy, batch_size=batch_size,
+                                   compute_dtype=sparse.COMPUTE_DTYPES[compute])
     # Groups visit rows in the same order on both sides, so the steps are the same steps.
     losses.append([trainer.run_epoch() for _ in range(3)])
     weights.append(model.get_weights())
