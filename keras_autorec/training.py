@@ -51,7 +51,8 @@ class TrainConfig:
     default_rating: prediction for users or items without training ratings.
     verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
     execution: 'dense', 'sparse' (O(nnz x k) epochs, `keras_autorec.sparse`) or 'auto' (sparse
-      when the rows x columns matrix is large).
+      when the rows x columns matrix has over `sparse.AUTO_SPARSE_CELLS` cells and the sparse
+      path supports the configuration).
   """
 
   optimizer: str = "rprop"
@@ -210,7 +211,8 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
     from keras_autorec import lbfgs
     return lbfgs.fit_lbfgs(split, model_config, train_config)
   from keras_autorec import sparse  # Imported here: sparse builds on this module.
-  if sparse.use_sparse(train_config.execution, split.train.num_items, split.train.num_users):
+  if sparse.use_sparse(train_config.execution, split.train.num_items, split.train.num_users,
+                       supported=sparse.unsupported_reason(model_config, train_config) is None):
     return sparse.fit_sparse(split, model_config, train_config, strategy)
   start = time.time()
   keras.utils.set_random_seed(train_config.seed)

@@ -226,12 +226,54 @@ def test_minibatch_adam_trains_and_stops_early(split):
 
 
 def test_auto_execution_picks_sparse_for_large_matrices():
-  assert not sparse.use_sparse("auto", 1682, 943)
+  assert not sparse.use_sparse("auto", 1682, 943)  # ML-100K
+  assert sparse.use_sparse("auto", 3706, 6040)  # ML-1M
   assert sparse.use_sparse("auto", 10_677, 69_878)
+  assert not sparse.use_sparse("auto", 10_677, 69_878, supported=False)
   assert sparse.use_sparse("sparse", 10, 10)
   assert not sparse.use_sparse("dense", 10_677, 69_878)
   with pytest.raises(ValueError):
     sparse.use_sparse("fast", 10, 10)
+
+
+@pytest.mark.parametrize("model_overrides, train_overrides, reason", [
+    ({}, {}, None),
+    ({"input_dropout": 0.1}, {}, "input_dropout"),
+    ({}, {"strategy": "tpu"}, "no CSR kernels for the 'tpu' strategy"),
+    ({}, {"mixed_precision": "int8"}, "mixed_precision"),
+])
+def test_unsupported_configurations_are_named(split, model_overrides, train_overrides, reason):
+  config = model_config(**model_overrides)
+  train_config = fit_configs("sparse", **train_overrides)
+  found = sparse.unsupported_reason(config, train_config)
+  if reason is None:
+    assert found is None
+    return
+  assert reason in found
+  with pytest.raises(ValueError, match=reason):
+    training.fit(split, config, train_config)
+
+
+def test_auto_execution_trains_unsupported_configurations_dense(split, monkeypatch):
+  monkeypatch.setattr(sparse, "AUTO_SPARSE_CELLS", 0)
+  monkeypatch.setattr(sparse, "fit_sparse", None)  # Would fail if called.
+  trained = training.fit(split, model_config(input_dropout=0.1), fit_configs("auto", epochs=2))
+  assert trained.epochs_run == 2
+
+
+def test_tensorboard_logs_are_written_like_keras(split, tmp_path):
+  trained = training.fit(split, model_config(),
+                         fit_configs("sparse", epochs=3, model_dir=str(tmp_path)))
+  for split_name, tag, expected in [("train", "epoch_loss", trained.history["loss"]),
+                                    ("validation", "epoch_rmse", trained.history["val_rmse"])]:
+    values = {}
+    for path in tf.io.gfile.glob(str(tmp_path / "logs" / split_name / "events.*")):
+      for event in tf.compat.v1.train.summary_iterator(path):
+        for value in event.summary.value:
+          if value.tag == tag:
+            values[event.step] = float(tf.make_ndarray(value.tensor))
+    assert [values[step] for step in sorted(values)] == pytest.approx(expected, rel=1e-6)
+    assert sorted(values) == [0, 1, 2]
 
 
 @pytest.mark.skipif(num_logical_cpus() < 2, reason="needs 2 logical CPUs (tests/conftest.py)")
