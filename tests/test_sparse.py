@@ -121,16 +121,22 @@ def test_cached_csr_matrices_give_the_same_steps(split, monkeypatch, batch_size)
   np.testing.assert_array_equal(states[1][1], states[0][1])
 
 
-# bfloat16 applies to the gather-dots, and to the GEMM where the CPU multiplies it natively.
-@pytest.mark.parametrize("dense_density, native", [(ALL_SPARSE, False), (ALL_DENSE, True)])
-def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, native):
-  monkeypatch.setattr(sparse, "native_matmul", lambda dtype: native or dtype == tf.float32)
+def float32_and_bfloat16_objectives(split, dense_density: float) -> tuple:
+  """(loss, gradients) of one model on one block, in float32 and then in bfloat16."""
   layout = build_layout(split.train)
   tf.random.set_seed(0)
   model = training.build_model(model_config(), layout)
   block = [sparse.make_block(layout.train, dense_density=dense_density)]
-  loss32, gradients32 = sparse.sparse_loss_and_gradients(model, block)
-  loss16, gradients16 = sparse.sparse_loss_and_gradients(model, block, tf.bfloat16)
+  return (sparse.sparse_loss_and_gradients(model, block),
+          sparse.sparse_loss_and_gradients(model, block, tf.bfloat16))
+
+
+# bfloat16 applies to the gather-dots, and to the GEMM where the CPU multiplies it natively.
+@pytest.mark.parametrize("dense_density, native", [(ALL_SPARSE, False), (ALL_DENSE, True)])
+def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, native):
+  monkeypatch.setattr(sparse, "native_matmul", lambda dtype: native or dtype == tf.float32)
+  (loss32, gradients32), (loss16, gradients16) = float32_and_bfloat16_objectives(split,
+                                                                                dense_density)
   assert loss16.dtype == tf.float32
   assert float(loss16) == pytest.approx(float(loss32), rel=1e-2)
   assert float(loss16) != float(loss32)  # bfloat16 is really used.
@@ -140,12 +146,7 @@ def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, 
 
 def test_bfloat16_gemm_stays_float32_without_native_bfloat16(split, monkeypatch):
   monkeypatch.setattr(sparse, "native_matmul", lambda dtype: dtype == tf.float32)
-  layout = build_layout(split.train)
-  tf.random.set_seed(0)
-  model = training.build_model(model_config(), layout)
-  block = [sparse.make_block(layout.train, dense_density=ALL_DENSE)]
-  loss32, _ = sparse.sparse_loss_and_gradients(model, block)
-  loss16, _ = sparse.sparse_loss_and_gradients(model, block, tf.bfloat16)
+  (loss32, _), (loss16, _) = float32_and_bfloat16_objectives(split, ALL_DENSE)
   assert float(loss16) == float(loss32)
 
 
