@@ -90,7 +90,7 @@ SPARSE_UNSUPPORTED_STRATEGIES = ("tpu",)
 def use_sparse(execution: str, num_rows: int, num_columns: int, supported: bool = True) -> bool:
   """Whether `execution` ('auto', 'dense' or 'sparse') trains a rows x columns layout sparse.
 
-  'auto' picks sparse for large layouts when the run is `supported` (see `supports`).
+  'auto' picks sparse for large layouts when the run is `supported` (see `unsupported_reason`).
   """
   if execution not in EXECUTIONS:
     raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
