@@ -12,8 +12,9 @@ example an earlier commit's), with its default settings:
       --baseline /tmp/sparse_before.py
 
 Every variant runs with the SpMM kernel the process chose: TensorFlow reads TF_ENABLE_ONEDNN_SPMM
-(which importing `keras_autorec.sparse` sets to 1 unless it is set) once, at the first graph it
-optimizes; so oneDNN's SpMM against Eigen's takes two runs, one with TF_ENABLE_ONEDNN_SPMM=0.
+(which importing `keras_autorec.sparse` sets to 1 unless it is set) once, at the first graph with
+a SparseMatrixMatMul; so oneDNN's SpMM against Eigen's takes two runs, one with
+TF_ENABLE_ONEDNN_SPMM=0.
 
 It prints each variant's seconds per epoch (each epoch is one step) and the 1-minute load average
 before each round.
@@ -35,8 +36,8 @@ def main() -> None:
   parser.add_argument("--epochs", type=int, default=5, help="timed epochs per variant")
   parser.add_argument("--hidden", type=int, default=500)
   parser.add_argument("--optimizer", default="rprop")
-  parser.add_argument("--compute", choices=sorted(["off", "bfloat16"]), default="off",
-                      help="compute dtype of every variant: off (float32) or bfloat16")
+  parser.add_argument("--compute", choices=["off", "bfloat16", "float16"], default="off",
+                      help="compute dtype of every variant: off (float32), bfloat16 or float16")
   args = parser.parse_args()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras
