@@ -40,6 +40,10 @@ def define_data_flags() -> None:
   _define("string", "rating_column", "2", "--dataset=csv: rating column.")
   _define("string", "timestamp_column", None, "--dataset=csv: timestamp column, if any.")
   _define("list", "rating_scale", None, "lowest,highest rating; default: the dataset's own.")
+  _define("enum", "on_bad_lines", "error", "What a ratings file line that is not a rating does "
+          "(wrong field count, blank, not a number, out of the rating scale, too long): error "
+          "stops at the earliest one, naming file:line; skip drops them and logs how many and "
+          "the first few.", enum_values=["error", "skip"])
   _define("string", "synthetic_shape", "ml100k", "--dataset=synthetic: ml100k, ml1m, ml10m or "
           "netflix.")
   _define("float", "synthetic_noise_stddev", sources.DataConfig.synthetic_noise_stddev,
@@ -120,8 +124,8 @@ def data_config() -> sources.DataConfig:
       delimiter="\t" if FLAGS.delimiter == "\\t" else FLAGS.delimiter, header=FLAGS.header,
       user_column=FLAGS.user_column, item_column=FLAGS.item_column,
       rating_column=FLAGS.rating_column, timestamp_column=FLAGS.timestamp_column,
-      rating_scale=scale, synthetic_shape=FLAGS.synthetic_shape,
-      synthetic_noise_stddev=FLAGS.synthetic_noise_stddev, seed=FLAGS.data_seed)
+      rating_scale=scale, on_bad_lines=FLAGS.on_bad_lines,
+      synthetic_shape=FLAGS.synthetic_shape, synthetic_noise_stddev=FLAGS.synthetic_noise_stddev, seed=FLAGS.data_seed)
 
 
 def split_config() -> SplitConfig:

@@ -81,6 +81,18 @@ class TrainedModel:
   seconds: float
 
 
+class CheckpointMismatchError(ValueError):
+  """A model_dir's checkpoint does not fit the model being trained: the message says why."""
+
+
+def checkpoint_settings(model_config: ModelConfig, train_config: TrainConfig,
+                        layout: RowLayout) -> dict:
+  """The settings a checkpoint is only valid for: architecture, data shape and optimizer."""
+  return {**dataclasses.asdict(model_config), "num_rows": layout.num_rows,
+          "num_columns": layout.num_columns, "optimizer": train_config.optimizer,
+          "mixed_precision": train_config.mixed_precision}
+
+
 def build_model(config: ModelConfig, layout: RowLayout) -> AutoRec:
   """An AutoRec sized for `layout`, built so that its weights exist."""
   model = AutoRec(num_inputs=layout.num_columns, item_based=config.item_based,
@@ -97,13 +109,17 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
   """Early stopping on validation RMSE whose state, like the weights, survives a crash.
 
   After every epoch it writes a checkpoint of the model and the optimizer's state, the best weights so far
-  and a small JSON state (epoch, best RMSE, history). `restore()` before `fit` picks all of that
-  up again, so a killed run resumes after its last completed epoch.
+  and a small JSON state (epoch, best RMSE, history, the `settings` it was made with). `restore()`
+  before `fit` picks all of that up again, so a killed run resumes after its last completed epoch;
+  a checkpoint made with other settings is a CheckpointMismatchError naming them.
   """
 
-  def __init__(self, model_dir: str | None, patience: int, monitor: str = "val_rmse"):
+  def __init__(self, model_dir: str | None, patience: int, monitor: str = "val_rmse",
+               settings: dict | None = None):
     super().__init__()
     self.model_dir = model_dir
+    # Through JSON so that tuples compare equal to the lists a saved state holds.
+    self.settings = json.loads(json.dumps(settings or {}))
     self.patience = patience
     self.monitor = monitor
     self.best_value = np.inf
@@ -126,11 +142,19 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
       return 0
     with open(state_path) as f:
       state = json.load(f)
-    model.load_weights(os.path.join(self.model_dir, state["checkpoint"] + ".weights.h5"))
-    model.optimizer.build(model.trainable_variables)
-    with np.load(os.path.join(self.model_dir, state["checkpoint"] + ".optimizer.npz")) as saved:
-      for index, variable in enumerate(model.optimizer.variables):
-        variable.assign(saved[f"v{index}"])
+    self._check_settings(state.get("settings", {}))
+    try:
+      model.load_weights(os.path.join(self.model_dir, state["checkpoint"] + ".weights.h5"))
+      model.optimizer.build(model.trainable_variables)
+      with np.load(os.path.join(self.model_dir, state["checkpoint"] + ".optimizer.npz")) as saved:
+        for index, variable in enumerate(model.optimizer.variables):
+          variable.assign(saved[f"v{index}"])
+    except (ValueError, KeyError, OSError) as error:
+      reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      raise CheckpointMismatchError(
+          f"--model_dir {self.model_dir}: its checkpoint {state['checkpoint']} does not fit this "
+          f"model ({reason}); resume with the settings it was made with, or pass a new "
+          "--model_dir to start afresh") from error
     self.best_value = state["best_value"]
     self.best_epoch = state["best_epoch"]
     self.wait = state["wait"]
@@ -142,6 +166,16 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     logging.info("Resuming from %s after epoch %d (best %s %.4f at epoch %d)", self.model_dir,
                  self.completed_epochs, self.monitor, self.best_value, self.best_epoch + 1)
     return self.completed_epochs
+
+  def _check_settings(self, saved: dict) -> None:
+    differences = [f"{key} is {saved[key]!r} there but {self.settings[key]!r} now"
+                   for key in sorted(self.settings.keys() & saved.keys())
+                   if saved[key] != self.settings[key]]
+    if differences:
+      raise CheckpointMismatchError(
+          f"--model_dir {self.model_dir} holds a checkpoint made with other settings: "
+          f"{'; '.join(differences)}. Resume with the checkpoint's settings, or pass a new "
+          "--model_dir to start afresh.")
 
   def on_epoch_end(self, epoch, logs=None):
     logs = logs or {}
@@ -183,7 +217,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     previous = self._read_checkpoint_name(state_path)
     state = {"epoch": self.completed_epochs, "checkpoint": checkpoint,
              "best_value": self.best_value, "best_epoch": self.best_epoch, "wait": self.wait,
-             "history": self.history}
+             "history": self.history, "settings": self.settings}
     with open(state_path + ".partial", "w") as f:
       json.dump(state, f)
     # The state names a checkpoint that is complete on disk, so a crash at any point leaves
@@ -229,7 +263,9 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
   validation = (data_input.evaluation_dataset(layout.train, validation_targets, batch_size,
                                               row_multiple=replicas)
                 if validation_targets.nnz else None)
-  early_stopping = ResumableEarlyStopping(train_config.model_dir, train_config.patience)
+  early_stopping = ResumableEarlyStopping(
+      train_config.model_dir, train_config.patience,
+      settings=checkpoint_settings(model_config, train_config, layout))
   callbacks = [early_stopping]
   if train_config.model_dir is not None:
     os.makedirs(train_config.model_dir, exist_ok=True)

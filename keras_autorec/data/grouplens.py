@@ -23,6 +23,9 @@ class Release:
   delimiter: str
   header: bool
   rating_scale: tuple[float, float]
+  # Ratings in the release as its README (ML-100K: u.info) documents them; None for a release
+  # that changes over time.
+  num_ratings: int | None
 
   @property
   def url(self) -> str:
@@ -31,38 +34,49 @@ class Release:
 
 HALF_STARS = (0.5, 5.0)
 RELEASES = {
-    "ml100k": Release("ml-100k", "ml-100k", "u.data", "\t", False, (1.0, 5.0)),
-    "ml1m": Release("ml-1m", "ml-1m", "ratings.dat", "::", False, (1.0, 5.0)),
-    "ml10m": Release("ml-10m", "ml-10M100K", "ratings.dat", "::", False, HALF_STARS),
-    "ml20m": Release("ml-20m", "ml-20m", "ratings.csv", ",", True, HALF_STARS),
-    "ml25m": Release("ml-25m", "ml-25m", "ratings.csv", ",", True, HALF_STARS),
+    "ml100k": Release("ml-100k", "ml-100k", "u.data", "\t", False, (1.0, 5.0), 100_000),
+    "ml1m": Release("ml-1m", "ml-1m", "ratings.dat", "::", False, (1.0, 5.0), 1_000_209),
+    "ml10m": Release("ml-10m", "ml-10M100K", "ratings.dat", "::", False, HALF_STARS,
+                     10_000_054),
+    "ml20m": Release("ml-20m", "ml-20m", "ratings.csv", ",", True, HALF_STARS, 20_000_263),
+    "ml25m": Release("ml-25m", "ml-25m", "ratings.csv", ",", True, HALF_STARS, 25_000_095),
     "ml-latest-small": Release("ml-latest-small", "ml-latest-small", "ratings.csv", ",", True,
-                               HALF_STARS),
+                               HALF_STARS, None),
 }
 
 
-def load_movielens(dataset: str, data_dir: str,
-                   rating_scale: tuple[float, float] | None = None) -> Ratings:
+def load_movielens(dataset: str, data_dir: str, rating_scale: tuple[float, float] | None = None,
+                   on_bad_lines: str = "error") -> Ratings:
   """Reads the ratings of a MovieLens release (a key of RELEASES) found under `data_dir`.
+
+  Warns when the count read differs from the release's documented count (a truncated download).
 
   Args:
     dataset: e.g. "ml100k", "ml1m", "ml-latest-small".
     data_dir: the folder holding the extracted release folder or its zip, the release folder
       itself, or the zip file.
     rating_scale: overrides the release's own scale.
+    on_bad_lines: "error" or "skip"; see `parsing.parse_columns`.
   """
   release = _release(dataset)
-  ratings = parsing.ratings_from_columns(
-      _read_release_file(release, data_dir, release.ratings_file),
-      rating_scale or release.rating_scale)
+  rating_scale = rating_scale or release.rating_scale
+  columns = _read_release_file(release, data_dir, release.ratings_file, rating_scale,
+                               on_bad_lines)
+  read = int(columns.rating.shape[0])
+  if release.num_ratings is not None and read != release.num_ratings:
+    logging.warning(
+        "%s: read %d ratings, but the %s release has %d; the file is truncated or modified "
+        "(download it again from %s)", columns.source, read, release.zip_name, release.num_ratings,
+        release.url)
+  ratings = parsing.ratings_from_columns(columns, rating_scale)
   logging.info("Loaded %s from %s: %d ratings, %d users, %d items, %d duplicates removed",
                dataset, ratings.source, ratings.num_ratings, ratings.num_users, ratings.num_items,
                ratings.duplicates_removed)
   return ratings
 
 
-def load_ml100k_fold(data_dir: str, fold: str,
-                     rating_scale: tuple[float, float] | None = None) -> tuple[Ratings, Ratings]:
+def load_ml100k_fold(data_dir: str, fold: str, rating_scale: tuple[float, float] | None = None,
+                     on_bad_lines: str = "error") -> tuple[Ratings, Ratings]:
   """Reads a canonical ML-100K split (`<fold>.base`, `<fold>.test`) as (train, test).
 
   Both share one id vocabulary, built from their union. `fold` is one of u1..u5, ua, ub.
@@ -70,9 +84,10 @@ def load_ml100k_fold(data_dir: str, fold: str,
   if fold not in ML100K_FOLDS:
     raise ValueError(f"unknown ML-100K fold {fold!r}; expected one of {', '.join(ML100K_FOLDS)}")
   release = RELEASES["ml100k"]
+  rating_scale = rating_scale or release.rating_scale
   train, test = parsing.ratings_sharing_vocabulary(
-      [_read_release_file(release, data_dir, f"{fold}.{part}") for part in ("base", "test")],
-      rating_scale or release.rating_scale)
+      [_read_release_file(release, data_dir, f"{fold}.{part}", rating_scale, on_bad_lines)
+       for part in ("base", "test")], rating_scale)
   logging.info("Loaded ML-100K fold %s: %d train and %d test ratings, %d users, %d items",
                fold, train.num_ratings, test.num_ratings, train.num_users, train.num_items)
   return train, test
@@ -102,11 +117,13 @@ def locate(release: Release, data_dir: str, file_name: str) -> tuple[str, str | 
       f"extracted {release.folder}/ folder) in {data_dir!r}.")
 
 
-def _read_release_file(release: Release, data_dir: str, file_name: str) -> parsing.RawColumns:
+def _read_release_file(release: Release, data_dir: str, file_name: str,
+                       rating_scale: tuple[float, float],
+                       on_bad_lines: str) -> parsing.RawColumns:
   path, member = locate(release, data_dir, file_name)
   return parsing.read_columns(path, release.delimiter, member=member, header=release.header,
                               user_column=0, item_column=1, rating_column=2, timestamp_column=3,
-                              num_fields=4)
+                              num_fields=4, rating_scale=rating_scale, on_bad_lines=on_bad_lines)
 
 
 def _release(dataset: str) -> Release:

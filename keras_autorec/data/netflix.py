@@ -64,9 +64,7 @@ def find_files(data_dir: str) -> list[str]:
 
 def parse_netflix_text(data: bytes, source: str) -> parsing.RawColumns:
   """Parses `<movie id>:` blocks of `customer,rating,YYYY-MM-DD` lines into raw columns."""
-  if b"\r" in data:
-    data = data.replace(b"\r\n", b"\n")
-  data = data.rstrip(b"\n")
+  data = parsing.normalise_text(data, source).rstrip(b"\n")
   if not data:
     raise RatingsError(f"{source}: no ratings found (empty file)")
   parts = []

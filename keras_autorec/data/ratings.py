@@ -8,6 +8,8 @@ import logging
 import numpy as np
 
 DEFAULT_RATING_SCALE = (1.0, 5.0)
+# More repeated (user, item) pairs than this share of the ratings rarely happens in real data.
+SUSPICIOUS_DUPLICATE_SHARE = 0.1
 
 
 class RatingsError(ValueError):
@@ -88,7 +90,8 @@ def check_rating_scale(rating: np.ndarray, rating_scale: tuple[float, float], so
         f"{source} (rating #{first})")
     raise RatingsError(
         f"{where}: rating {float(rating[first])} is outside the rating scale [{low}, {high}] "
-        f"({int(bad.sum())} such ratings in all); set the rating scale if the data uses another")
+        f"({int(bad.sum())} such ratings in all); if the data uses another scale, set "
+        "--rating_scale=lowest,highest")
 
 
 def from_raw(user_raw: np.ndarray, item_raw: np.ndarray, rating: np.ndarray,
@@ -129,6 +132,12 @@ def from_raw(user_raw: np.ndarray, item_raw: np.ndarray, rating: np.ndarray,
                     source, duplicates_removed)
     user_index, item_index = user_index[keep], item_index[keep]
     rating, timestamp = rating[keep], timestamp[keep]
+  if duplicates_removed > SUSPICIOUS_DUPLICATE_SHARE * n:
+    logging.warning(
+        "%s: %d of %d ratings (%.0f%%) repeat a (user, item) pair, far more than real data has: "
+        "the user and item columns are probably not the ones meant (check --user_column, "
+        "--item_column, --delimiter and --header/--noheader), or the file holds the same "
+        "ratings several times", source, duplicates_removed, n, 100 * duplicates_removed / n)
   return Ratings(user_index=user_index, item_index=item_index, rating=rating,
                  timestamp=timestamp, user_ids=user_ids, item_ids=item_ids,
                  rating_scale=(float(rating_scale[0]), float(rating_scale[1])), source=source,

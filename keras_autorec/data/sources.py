@@ -27,6 +27,7 @@ class DataConfig:
   rating_column: str = "2"
   timestamp_column: str | None = None
   rating_scale: tuple[float, float] | None = None  # None: the data set's own scale.
+  on_bad_lines: str = "error"  # Or "skip": drop lines that are not a rating, and log them.
   synthetic_shape: str = synthetic.DEFAULT_SHAPE
   synthetic_noise_stddev: float = synthetic.DEFAULT_NOISE_STDDEV
   seed: int = 0
@@ -42,13 +43,14 @@ def load_ratings(config: DataConfig) -> Ratings:
                                  config.seed)
   elif dataset == "csv":
     ratings = parsing.ratings_from_columns(_read_csv(config, _ratings_file(config)),
-                                           config.rating_scale or synthetic.RATING_SCALE)
+                                           _csv_rating_scale(config))
   elif config.data_dir is None:
     ratings = tfds_source.load_tfds(dataset, config.tfds_data_dir, config.rating_scale)
   elif dataset == "netflix":
     ratings = netflix.load_netflix(config.data_dir, config.rating_scale)
   else:
-    ratings = grouplens.load_movielens(dataset, config.data_dir, config.rating_scale)
+    ratings = grouplens.load_movielens(dataset, config.data_dir, config.rating_scale,
+                                       config.on_bad_lines)
   logging.info("Ratings from %s: %d ratings, %d users, %d items, %d duplicates removed%s",
                ratings.source, ratings.num_ratings, ratings.num_users, ratings.num_items,
                ratings.duplicates_removed,
@@ -61,8 +63,7 @@ def load_file_pair(config: DataConfig, train_file: str,
                    test_file: str) -> tuple[Ratings, Ratings]:
   """Reads user-provided train and test files (parsed as `config` says) sharing one vocabulary."""
   train, test = parsing.ratings_sharing_vocabulary(
-      [_read_csv(config, train_file), _read_csv(config, test_file)],
-      config.rating_scale or synthetic.RATING_SCALE)
+      [_read_csv(config, train_file), _read_csv(config, test_file)], _csv_rating_scale(config))
   overlap = parsing.shared_pairs(train, test)
   if overlap:
     logging.warning("%d (user, item) pairs are in both %s and %s", overlap, train_file, test_file)
@@ -72,9 +73,10 @@ def load_file_pair(config: DataConfig, train_file: str,
   return train, test
 
 
-def load_ml100k_fold(data_dir: str, fold: str) -> tuple[Ratings, Ratings]:
+def load_ml100k_fold(data_dir: str, fold: str,
+                     on_bad_lines: str = "error") -> tuple[Ratings, Ratings]:
   """Reads a canonical ML-100K split (u1..u5, ua, ub) as (train, test) sharing one vocabulary."""
-  return grouplens.load_ml100k_fold(data_dir, fold)
+  return grouplens.load_ml100k_fold(data_dir, fold, on_bad_lines=on_bad_lines)
 
 
 def _ratings_file(config: DataConfig) -> str:
@@ -84,8 +86,14 @@ def _ratings_file(config: DataConfig) -> str:
   return config.ratings_file
 
 
+def _csv_rating_scale(config: DataConfig) -> tuple[float, float]:
+  return config.rating_scale or synthetic.RATING_SCALE
+
+
 def _read_csv(config: DataConfig, path: str) -> parsing.RawColumns:
   return parsing.read_columns(path, config.delimiter, header=config.header,
                               user_column=config.user_column, item_column=config.item_column,
                               rating_column=config.rating_column,
-                              timestamp_column=config.timestamp_column)
+                              timestamp_column=config.timestamp_column,
+                              rating_scale=_csv_rating_scale(config),
+                              on_bad_lines=config.on_bad_lines)

@@ -50,9 +50,28 @@ def _check_fraction(name: str, value: float) -> None:
     raise ValueError(f"{name} must be in [0, 1), got {value}")
 
 
+def _check_sizes(source: str, num_train: int, num_validation: int, num_test: int,
+                 test_fraction: float | None, validation_fraction: float) -> None:
+  """Raises RatingsError when train, or a part asked for with a fraction above 0, is empty."""
+  empty = [name for name, count, wanted in (
+      ("train", num_train, True), ("validation", num_validation, validation_fraction > 0),
+      ("test", num_test, test_fraction is None or test_fraction > 0)) if wanted and not count]
+  if empty:
+    fractions = f"validation_fraction {validation_fraction}"
+    if test_fraction is not None:
+      fractions = f"test_fraction {test_fraction}, {fractions}"
+    raise RatingsError(
+        f"{source}: too few ratings for the requested split: {num_train} train, "
+        f"{num_validation} validation and {num_test} test ratings ({fractions}); "
+        f"{' and '.join(empty)} would be empty. Use more ratings or other fractions.")
+
+
 def random_split(ratings: Ratings, test_fraction: float = 0.1, validation_fraction: float = 0.1,
                  seed: int = 0) -> RatingsSplit:
-  """Splits ratings uniformly at random: test first, then validation out of the rest."""
+  """Splits ratings uniformly at random: test first, then validation out of the rest.
+
+  Raises RatingsError when train, or test or validation with a fraction above 0, would be empty.
+  """
   _check_fraction("test_fraction", test_fraction)
   _check_fraction("validation_fraction", validation_fraction)
   permutation = np.random.default_rng(seed).permutation(ratings.num_ratings)
@@ -60,8 +79,8 @@ def random_split(ratings: Ratings, test_fraction: float = 0.1, validation_fracti
   test_positions, rest = permutation[:num_test], permutation[num_test:]
   num_validation = int(round(validation_fraction * rest.shape[0]))
   validation_positions, train_positions = rest[:num_validation], rest[num_validation:]
-  if train_positions.shape[0] == 0:
-    raise RatingsError(f"{ratings.source}: no training ratings left after the split")
+  _check_sizes(ratings.source, train_positions.shape[0], num_validation, num_test, test_fraction,
+               validation_fraction)
   return RatingsSplit(
       train=ratings.subset(np.sort(train_positions)),
       validation=ratings.subset(np.sort(validation_positions)),
@@ -76,6 +95,8 @@ def hold_out_validation(train: Ratings, test: Ratings, validation_fraction: floa
   _check_fraction("validation_fraction", validation_fraction)
   permutation = np.random.default_rng(seed).permutation(train.num_ratings)
   num_validation = int(round(validation_fraction * train.num_ratings))
+  _check_sizes(f"{train.source} / {test.source}", train.num_ratings - num_validation,
+               num_validation, test.num_ratings, None, validation_fraction)
   return RatingsSplit(
       train=train.subset(np.sort(permutation[num_validation:])),
       validation=train.subset(np.sort(permutation[:num_validation])),
@@ -113,7 +134,8 @@ def load_splits(data_config: sources.DataConfig, config: SplitConfig,
     if data_config.dataset != "ml100k" or not data_config.data_dir:
       raise ValueError(f"split {config.protocol} needs dataset ml100k and a data_dir holding "
                        "the GroupLens ml-100k release")
-    train, test = sources.load_ml100k_fold(data_config.data_dir, config.protocol)
+    train, test = sources.load_ml100k_fold(data_config.data_dir, config.protocol,
+                                           data_config.on_bad_lines)
     description = f"ML-100K fold {config.protocol}"
   elif config.protocol == "files":
     if not (config.train_file and config.test_file):
