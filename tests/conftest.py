@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,6 +24,12 @@ except RuntimeError:
   # TensorFlow already initialised its devices (imported and used before this conftest);
   # tests that need two CPUs skip themselves.
   pass
+
+
+def shared_data_dir() -> pathlib.Path:
+  """The read-only GroupLens data: $AUTOREC_SHARED_DATA if set, else ../shared/data of the repo."""
+  default = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+  return pathlib.Path(os.environ.get("AUTOREC_SHARED_DATA", default))
 
 
 def num_logical_cpus() -> int:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import zipfile
 
 import numpy as np
 import pytest
 
+from conftest import shared_data_dir
 from keras_autorec.data import grouplens, parsing
 
-ML100K_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
+ML100K_DIR = shared_data_dir() / "ml-100k"
 requires_ml100k = pytest.mark.skipif(
     not (ML100K_DIR / "u.data").is_file(),
     reason=f"the real MovieLens 100K release is not at {ML100K_DIR}")
@@ -123,3 +125,40 @@ def test_real_ml100k_folds(fold, train_size, test_size):
   assert (train.num_users, train.num_items) == (943, 1682)
   assert test.user_ids is train.user_ids and test.item_ids is train.item_ids
   assert parsing.shared_pairs(train, test) == 0
+
+
+def test_truncated_release_warns_naming_both_counts(tmp_path, caplog):
+  path = _make_release(tmp_path, "ml-100k", "u.data", U_DATA)
+  with caplog.at_level(logging.WARNING):
+    grouplens.load_movielens("ml100k", str(tmp_path))
+  assert (f"{path}: read 3 ratings, but the ml-100k release has 100000; the file is truncated "
+          "or modified") in caplog.text
+
+
+def test_release_that_changes_over_time_has_no_expected_count(tmp_path, caplog):
+  _make_release(tmp_path, "ml-latest-small", "ratings.csv", LATEST)
+  with caplog.at_level(logging.WARNING):
+    grouplens.load_movielens("ml-latest-small", str(tmp_path))
+  assert "release has" not in caplog.text
+  documented = {name: release.num_ratings for name, release in grouplens.RELEASES.items()}
+  assert documented == {"ml100k": 100_000, "ml1m": 1_000_209, "ml10m": 10_000_054,
+                        "ml20m": 20_000_263, "ml25m": 25_000_095, "ml-latest-small": None}
+
+
+@pytest.mark.skipif(not (ML100K_DIR / "u.info").is_file(),
+                    reason=f"the real MovieLens 100K release is not at {ML100K_DIR}")
+def test_ml100k_expected_count_is_the_one_in_u_info(caplog):
+  counts = dict(reversed(line.split()) for line in (ML100K_DIR / "u.info").read_text().split("\n")
+                if line.strip())
+  assert int(counts["ratings"]) == grouplens.RELEASES["ml100k"].num_ratings
+  with caplog.at_level(logging.WARNING):
+    grouplens.load_movielens("ml100k", str(ML100K_DIR))
+  assert "release has" not in caplog.text
+
+
+def test_skip_bad_lines_in_a_release(tmp_path, caplog):
+  _make_release(tmp_path, "ml-1m", "ratings.dat", "1::2::3::4\n1::2::3\n2::2::5::4\n")
+  with caplog.at_level(logging.WARNING):
+    ratings = grouplens.load_movielens("ml1m", str(tmp_path), on_bad_lines="skip")
+  assert ratings.num_ratings == 2
+  assert "skipped 1 bad lines" in caplog.text and "read 2 ratings, but the ml-1m" in caplog.text

@@ -85,3 +85,11 @@ def test_missing_files_say_where_to_get_them(tmp_path):
   assert str(tmp_path / "combined_data_*.txt") in message
   assert str(tmp_path / "training_set" / "mv_*.txt") in message
   assert "kaggle.com/datasets/netflix-inc/netflix-prize-data" in message
+
+
+def test_utf8_bom_and_cr_line_endings_are_read():
+  text = ("\ufeff" + MOVIE_1).replace("\n", "\r").encode()
+  columns = netflix.parse_netflix_text(text, "mv_0000001.txt")
+  np.testing.assert_array_equal(columns.item, [b"1", b"1"])
+  np.testing.assert_array_equal(columns.user, [b"1488844", b"822109"])
+  np.testing.assert_array_equal(columns.line_numbers, [2, 3])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from keras_autorec.data import parsing
 from keras_autorec.data.ratings import RatingsError
@@ -218,3 +222,238 @@ def test_first_unparsable_finds_position():
   values = np.array([b"1", b"2.5", b"3", b"x", b"y"])
   assert parsing.first_unparsable(values, np.float32) == (3, "x")
   assert parsing.first_unparsable(values, np.int64) == (1, "2.5")
+
+
+ML100K_LINES = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
+
+
+def test_headerless_file_read_with_header_is_an_error_suggesting_noheader(tmp_path):
+  path = _write(tmp_path, "u1.base", ML100K_LINES)
+  with pytest.raises(RatingsError) as error:
+    parsing.parse_ratings_file(path, "\t", (1, 5), header=True, user_column="0", item_column="1",
+                               rating_column="2")
+  assert str(error.value).startswith(f"{path}:1: expected a header line")
+  assert "rating field is the number '3'" in str(error.value)
+  assert "--noheader" in str(error.value)
+
+
+def test_column_positions_mean_positions_even_when_header_names_are_digits(tmp_path):
+  # Two header names are digits in another order: "1" must still be the second field.
+  path = _write(tmp_path, "r.csv", "1,0,rating\nu,i,4\n")
+  ratings = parsing.parse_ratings_file(path, ",", (1, 5), header=True, user_column="0",
+                                       item_column="1", rating_column="2")
+  np.testing.assert_array_equal(ratings.user_ids, ["u"])
+  np.testing.assert_array_equal(ratings.item_ids, ["i"])
+  np.testing.assert_array_equal(ratings.rating, [4])
+
+
+def test_overlong_line_is_an_error_naming_file_and_line(tmp_path):
+  long_line = "x" * (parsing.MAX_LINE_BYTES + 1) + ",8,5"
+  path = _write(tmp_path, "r.csv", f"1,2,3\n{long_line}\n3,4,5\n")
+  with pytest.raises(RatingsError) as error:
+    parsing.parse_ratings_file(path, ",", (1, 5))
+  assert str(error.value) == (f"{path}:2: line is {len(long_line)} bytes long; the limit is "
+                              f"{parsing.MAX_LINE_BYTES} bytes")
+  skipped = parsing.read_columns(path, ",", rating_scale=(1, 5), on_bad_lines="skip")
+  np.testing.assert_array_equal(skipped.line_numbers, [1, 3])
+
+
+def test_overlong_field_is_an_error_naming_file_line_and_field(tmp_path):
+  long_id = "y" * (parsing.MAX_FIELD_CHARS + 1)
+  path = _write(tmp_path, "r.csv", f"1,2,3\n1,{long_id},5\n")
+  with pytest.raises(RatingsError) as error:
+    parsing.parse_ratings_file(path, ",", (1, 5))
+  assert str(error.value) == (f"{path}:2: field 2 is {parsing.MAX_FIELD_CHARS + 1} characters "
+                              f"long; the limit is {parsing.MAX_FIELD_CHARS}")
+  # A long field in a column that is not read is fine (up to the line limit).
+  comment = "z" * 10_000
+  ratings = parsing.parse_ratings_file(_write(tmp_path, "c.csv", f"1,2,3,{comment}\n"), ",",
+                                       (1, 5))
+  assert ratings.num_ratings == 1
+
+
+@pytest.mark.parametrize("header", [False, True])
+def test_utf8_bom_is_stripped(tmp_path, header):
+  text = ("userId,movieId,rating\n" if header else "") + "196,242,3\n"
+  path = _write(tmp_path, "r.csv", b"\xef\xbb\xbf" + text.encode())
+  ratings = parsing.parse_ratings_file(path, ",", (1, 5), header=header, user_column="0",
+                                       item_column="movieId" if header else "1")
+  np.testing.assert_array_equal(ratings.user_ids, ["196"])
+  np.testing.assert_array_equal(ratings.item_ids, ["242"])
+
+
+def test_cr_only_line_endings_are_read(tmp_path):
+  path = _write(tmp_path, "r.csv", b"userId,movieId,rating\r1,2,3\r1,3,4\r")
+  ratings = parsing.parse_ratings_file(path, ",", (1, 5), header=True)
+  np.testing.assert_array_equal(ratings.item_ids, ["2", "3"])
+  np.testing.assert_array_equal(ratings.rating, [3, 4])
+  with pytest.raises(RatingsError, match=r"r\.csv:3: expected a number for the rating"):
+    parsing.parse_ratings_file(_write(tmp_path, "r.csv", b"u,i,r\r1,2,3\r1,3,x\r"), ",", (1, 5),
+                               header=True)
+
+
+def _lines_with_bad_ones(bad: dict[int, str], count: int = 250) -> str:
+  """`count` good ML-1M lines with line number -> text replacements."""
+  lines = [f"{n % 7 + 1}::{n}::{n % 5 + 1}::{1000 + n}" for n in range(1, count + 1)]
+  for line, text in bad.items():
+    lines[line - 1] = text
+  return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("bad", [
+    {201: "1::2::3", 101: "1::2::x::4"},  # A field count error after a value error.
+    {201: "1::2::x::4", 101: "::2::3::4"},  # A rating error after an empty id.
+    {201: "", 101: "1::2::9::4"},  # A blank line after an out-of-scale rating.
+    {201: "1::2::3::t", 101: "1::2::nan::4"},  # A timestamp error after a NaN rating.
+])
+def test_earliest_bad_line_is_reported(tmp_path, bad):
+  path = _write(tmp_path, "ratings.dat", _lines_with_bad_ones(bad))
+  with pytest.raises(RatingsError) as error:
+    parsing.parse_ratings_file(path, "::", (1, 5), timestamp_column=3, num_fields=4)
+  assert str(error.value).startswith(f"{path}:101: ")
+  assert str(error.value).endswith("(2 bad lines in all; --on_bad_lines=skip drops them)")
+
+
+def test_bad_lines_are_reported_earliest_first_across_chunks(tmp_path, monkeypatch):
+  monkeypatch.setattr(parsing, "_CHUNK_BYTES", 64)
+  path = _write(tmp_path, "ratings.dat", _lines_with_bad_ones({180: "1::2::3", 30: "1::2::x::4"}))
+  with pytest.raises(RatingsError, match=r"ratings\.dat:30: expected a number for the rating"):
+    parsing.read_columns(path, "::", timestamp_column=3, rating_scale=(1, 5))
+
+
+def test_out_of_scale_message_names_the_rating_scale_flag(tmp_path):
+  path = _write(tmp_path, "r.csv", "1,2,3\n1,3,10\n")
+  with pytest.raises(RatingsError) as error:
+    parsing.parse_ratings_file(path, ",", (1, 5))
+  assert str(error.value) == (f"{path}:2: rating 10.0 is outside the rating scale [1, 5]; if the "
+                              "data uses another scale, set --rating_scale=lowest,highest")
+
+
+def test_on_bad_lines_skip_drops_bad_lines_and_logs_them(tmp_path, caplog):
+  bad = {3: "1::2::3", 5: "", 7: "1::2::x::4", 9: "::2::3::4", 11: "1::2::6::4", 13: "1::2::3::t",
+         15: "1::2::inf::4"}
+  path = _write(tmp_path, "ratings.dat", _lines_with_bad_ones(bad, count=20))
+  with caplog.at_level(logging.WARNING):
+    columns = parsing.read_columns(path, "::", timestamp_column=3, rating_scale=(1, 5),
+                                   on_bad_lines="skip")
+  good_lines = [n for n in range(1, 21) if n not in bad]
+  np.testing.assert_array_equal(columns.line_numbers, good_lines)
+  np.testing.assert_array_equal(columns.rating, [n % 5 + 1 for n in good_lines])
+  np.testing.assert_array_equal(columns.timestamp, [1000 + n for n in good_lines])
+  assert columns.skipped_lines == 7
+  assert (f"{path}: skipped 7 bad lines (--on_bad_lines=skip); the first: line 3: expected 4 "
+          "fields separated by '::', got 3; line 5: blank line; expected 4 fields separated by "
+          "'::'; line 7: expected a number for the rating in field 3, got 'x'; line 9: empty "
+          "user id in field 1; line 11: rating 6.0 is outside the rating scale [1, 5]") in (
+              caplog.text)
+
+
+def test_on_bad_lines_skip_with_only_bad_lines_is_an_error(tmp_path):
+  path = _write(tmp_path, "r.csv", "1,2\n3,4\n")
+  with pytest.raises(RatingsError, match=r"r\.csv:1: no ratings found: all 2 lines are bad"):
+    parsing.read_columns(path, ",", num_fields=3, on_bad_lines="skip")
+
+
+def test_invalid_utf8_lines_are_skipped_and_counted(tmp_path):
+  path = _write(tmp_path, "r.csv", b"a,b,1\nc,\xff,2\nd,\xc3\xa9,3\n")
+  columns = parsing.read_columns(path, ",", rating_scale=(1, 5), on_bad_lines="skip")
+  np.testing.assert_array_equal(columns.line_numbers, [1, 3])
+  np.testing.assert_array_equal(columns.item, ["b", "é"])
+  assert columns.skipped_lines == 1
+
+
+def test_huge_integer_timestamp_is_a_bad_line_not_an_overflow(tmp_path):
+  path = _write(tmp_path, "r.dat", "1::2::3::99999999999999999999\n")
+  with pytest.raises(RatingsError, match=r"r\.dat:1: expected an integer for the timestamp"):
+    parsing.read_columns(path, "::", timestamp_column=3)
+
+
+# Property-based fuzzing: every outcome is a parse whose counts match the file's lines, or a
+# RatingsError naming the file (and the line, for a line's fault); never another exception.
+FUZZ_FORMATS = {
+    "ml100k": dict(delimiter="\t", header=False),
+    "ml1m": dict(delimiter="::", header=False),
+    "csv": dict(delimiter=",", header=True),
+}
+CSV_HEADER = "userId,movieId,rating,timestamp\n"
+FUZZ_SOURCE = "fuzz/ratings.txt"
+FUZZ_SETTINGS = settings(max_examples=500, derandomize=True, database=None, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow])
+
+
+class _Warnings(logging.Handler):
+  def __init__(self):
+    super().__init__(logging.WARNING)
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
+def _check_parse_outcome(data: bytes, fmt: str) -> None:
+  """Parses `data` in format `fmt` in both on_bad_lines modes and checks the outcome."""
+  options = FUZZ_FORMATS[fmt]
+  body = parsing.normalise_text(data, FUZZ_SOURCE).rstrip(b"\n")
+  num_lines = body.count(b"\n") + 1 - options["header"]
+  outcomes = {}
+  for mode in parsing.ON_BAD_LINES:
+    handler = _Warnings()
+    logging.getLogger().addHandler(handler)
+    try:
+      columns = parsing.parse_columns(data, FUZZ_SOURCE, options["delimiter"],
+                                      header=options["header"], timestamp_column=3, num_fields=4,
+                                      rating_scale=(1.0, 5.0), on_bad_lines=mode)
+      ratings = parsing.ratings_from_columns(columns, (1.0, 5.0))
+    except RatingsError as error:
+      match = re.match(re.escape(FUZZ_SOURCE) + r"(?::(\d+))?: \S", str(error))
+      assert match, str(error)
+      if match.group(1):
+        assert 1 <= int(match.group(1)) <= max(num_lines + options["header"], 1)
+      event(f"{mode}: error{' at a line' if match.group(1) else ''}")
+      outcomes[mode] = None
+      continue
+    finally:
+      logging.getLogger().removeHandler(handler)
+    rows = columns.rating.shape[0]
+    assert rows + columns.skipped_lines == num_lines
+    assert columns.user.shape == columns.item.shape == columns.line_numbers.shape == (rows,)
+    assert np.all(np.diff(columns.line_numbers) > 0)
+    assert np.isfinite(ratings.rating).all()
+    assert ((ratings.rating >= 1) & (ratings.rating <= 5)).all()
+    assert ratings.num_ratings + ratings.duplicates_removed == rows
+    if columns.skipped_lines:
+      assert mode == "skip"
+      assert any(f"skipped {columns.skipped_lines} bad lines" in m for m in handler.messages)
+    event(f"{mode}: parsed{', some lines skipped' if columns.skipped_lines else ''}")
+    outcomes[mode] = columns
+  if outcomes["error"] is not None:
+    assert outcomes["skip"] is not None and outcomes["skip"].skipped_lines == 0
+    np.testing.assert_array_equal(outcomes["error"].rating, outcomes["skip"].rating)
+
+
+@FUZZ_SETTINGS
+@given(data=st.binary(max_size=300), fmt=st.sampled_from(sorted(FUZZ_FORMATS)))
+def test_fuzz_random_bytes_parse_or_name_the_file_and_line(data, fmt):
+  _check_parse_outcome(data, fmt)
+
+
+_FIELD = st.one_of(st.integers(0, 10**6).map(str), st.sampled_from(["1", "2.5", "5", "0.5", "6"]))
+_LINES = st.lists(st.tuples(_FIELD, _FIELD, st.sampled_from(["1", "2", "3", "4", "5", "4.5"]),
+                            st.integers(0, 2**31).map(str)), min_size=1, max_size=12)
+_NOISE = st.sampled_from([b"", b"\n", b"\r", b"\r\n", b"\t", b"::", b":", b",", b"\xef\xbb\xbf",
+                          b"\xff", b"\xc3\xa9", b"nan", b"inf", b"-1", b"1e99", b" ", b"\x00",
+                          b"x" * 300, b"9" * 25])
+
+
+@FUZZ_SETTINGS
+@given(lines=_LINES, fmt=st.sampled_from(sorted(FUZZ_FORMATS)),
+       mutations=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 4), _NOISE), max_size=6))
+def test_fuzz_mutated_valid_files_parse_or_name_the_file_and_line(lines, fmt, mutations):
+  delimiter = FUZZ_FORMATS[fmt]["delimiter"]
+  text = (CSV_HEADER if FUZZ_FORMATS[fmt]["header"] else "") + "".join(
+      delimiter.join(fields) + "\n" for fields in lines)
+  data = text.encode()
+  for where, deleted, noise in mutations:
+    position = int(where * len(data))
+    data = data[:position] + noise + data[position + deleted:]
+  _check_parse_outcome(data, fmt)

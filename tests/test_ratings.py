@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,20 @@ def test_subset_keeps_vocabularies():
   ratings = _from_raw(["a", "b", "c"], ["x", "y", "z"], [1, 2, 3])
   subset = ratings.subset(np.array([2]))
   assert subset.num_users == 3 and subset.num_ratings == 1 and subset.rating[0] == 3.0
+
+
+def test_many_duplicate_pairs_warn_naming_the_likely_cause(caplog):
+  with caplog.at_level(logging.WARNING):
+    _from_raw(["a"] * 8 + ["b", "c"], ["x"] * 10, [3] * 10)
+  assert "src: 7 of 10 ratings (70%) repeat a (user, item) pair" in caplog.text
+  assert "--user_column, --item_column, --delimiter and --header/--noheader" in caplog.text
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    _from_raw(["a"] * 2 + [f"u{n}" for n in range(18)], ["x"] * 20, [3] * 20)
+  assert "1 repeated (user, item) ratings" in caplog.text
+  assert "repeat a (user, item) pair" not in caplog.text  # 5% is not suspicious.
+
+
+def test_out_of_scale_message_names_the_rating_scale_flag():
+  with pytest.raises(ratings_lib.RatingsError, match=r"set --rating_scale=lowest,highest"):
+    _from_raw(["a"], ["x"], [0])

@@ -9,9 +9,10 @@ import pathlib
 import numpy as np
 import pytest
 
+from conftest import shared_data_dir
 from keras_autorec.data import parsing, sources, tfds_source
 
-ML100K_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
+ML100K_DIR = shared_data_dir() / "ml-100k"
 
 
 def test_config_defaults():
@@ -100,3 +101,32 @@ def test_real_ml100k_through_config_and_fold():
   train, test = sources.load_ml100k_fold(str(ML100K_DIR), "u1")
   assert (train.num_ratings, test.num_ratings, train.num_users, train.num_items) == (
       80000, 20000, 943, 1682)
+
+
+@pytest.fixture
+def headerless_tsv(tmp_path):
+  path = tmp_path / "u1.base"
+  path.write_text("1\t1\t5\t874965758\n1\t2\t3\t876893171\n2\t1\t4\t888550871\n")
+  return str(path)
+
+
+def test_headerless_file_with_the_default_header_is_an_error_not_wrong_columns(headerless_tsv):
+  config = sources.DataConfig(dataset="csv", ratings_file=headerless_tsv, delimiter="\t")
+  assert config.header
+  with pytest.raises(parsing.RatingsError, match=r"u1\.base:1: expected a header line.*"
+                     r"pass --noheader"):
+    sources.load_ratings(config)
+  ratings = sources.load_ratings(dataclasses.replace(config, header=False))
+  assert (ratings.num_ratings, ratings.num_users, ratings.num_items) == (3, 2, 2)
+
+
+def test_on_bad_lines_skip_through_the_config(tmp_path, caplog):
+  path = tmp_path / "mine.csv"
+  path.write_text("u,i,r\na,x,4\nb,y\nc,z,7\nd,x,2\n")
+  config = sources.DataConfig(dataset="csv", ratings_file=str(path))
+  with pytest.raises(parsing.RatingsError, match=r"mine\.csv:3: expected 3 fields.*2 bad lines"):
+    sources.load_ratings(config)
+  with caplog.at_level(logging.WARNING):
+    ratings = sources.load_ratings(dataclasses.replace(config, on_bad_lines="skip"))
+  np.testing.assert_array_equal(ratings.user_ids, ["a", "d"])
+  assert "skipped 2 bad lines" in caplog.text and "line 4: rating 7.0" in caplog.text

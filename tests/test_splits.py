@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_autorec.data import splits
+from keras_autorec.data.ratings import RatingsError
 
 
 def _pairs(ratings):
@@ -53,3 +54,18 @@ def test_merge_validation_into_train(ratings):
   assert merged.test is split.test
   np.testing.assert_array_equal(merged.train.rating[split.train.num_ratings:],
                                 split.validation.rating)
+
+
+def test_too_little_data_for_the_split_is_an_error_naming_the_counts(ratings):
+  one = ratings.subset(np.array([0]))
+  with pytest.raises(RatingsError) as error:
+    splits.random_split(one, 0.1, 0.1, seed=0)
+  assert str(error.value) == (
+      "synthetic: too few ratings for the requested split: 1 train, 0 validation and 0 test "
+      "ratings (test_fraction 0.1, validation_fraction 0.1); validation and test would be "
+      "empty. Use more ratings or other fractions.")
+  # Parts asked for with a fraction of 0 may be empty.
+  assert splits.random_split(one, 0.0, 0.0, seed=0).train.num_ratings == 1
+  with pytest.raises(RatingsError, match=r"1 train, 1 validation and 0 test.*test would be empty"):
+    splits.hold_out_validation(ratings.subset(np.array([0, 1])), one.subset(np.array([], int)),
+                               0.5, seed=0, description="given")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -165,3 +168,36 @@ def test_fit_and_evaluate_refits_on_train_and_validation(split):
   assert refitted.layout.train.nnz > early_stopped.layout.train.nnz
   assert metrics["test_rmse"] == pytest.approx(
       training.evaluate(refitted, split)["test_rmse"], abs=1e-6)
+
+
+def test_resume_with_a_changed_architecture_names_model_dir_and_setting(split, tmp_path):
+  model_dir = str(tmp_path / "run")
+  training.fit(split, MODEL, _config(epochs=2, model_dir=model_dir))
+  wider = training.ModelConfig(hidden_units=(24,), l2_weight=1e-4)
+  with pytest.raises(training.CheckpointMismatchError) as error:
+    training.fit(split, wider, _config(epochs=4, model_dir=model_dir))
+  assert str(error.value) == (
+      f"--model_dir {model_dir} holds a checkpoint made with other settings: hidden_units is "
+      "[16] there but [24] now. Resume with the checkpoint's settings, or pass a new "
+      "--model_dir to start afresh.")
+  with pytest.raises(training.CheckpointMismatchError, match=r"item_based is True there but "
+                     r"False now; num_columns is \d+ there but \d+ now"):
+    training.fit(split, training.ModelConfig(hidden_units=(16,), l2_weight=1e-4,
+                                             item_based=False),
+                 _config(epochs=4, model_dir=model_dir))
+  fresh = training.fit(split, wider, _config(epochs=2, model_dir=str(tmp_path / "new")))
+  assert fresh.epochs_run == 2
+
+
+def test_checkpoint_without_settings_that_does_not_fit_names_model_dir(split, tmp_path):
+  model_dir = str(tmp_path / "old")
+  training.fit(split, MODEL, _config(epochs=1, model_dir=model_dir))
+  state_path = tmp_path / "old" / "training_state.json"
+  state = json.loads(state_path.read_text())
+  del state["settings"]  # As written before the settings were stored.
+  state_path.write_text(json.dumps(state))
+  with pytest.raises(training.CheckpointMismatchError, match=(
+      rf"--model_dir {re.escape(model_dir)}: its checkpoint checkpoint-1 does not fit this model "
+      r"\(.*\); resume with the settings it was made with, or pass a new --model_dir")):
+    training.fit(split, training.ModelConfig(hidden_units=(24,)), _config(epochs=2,
+                                                                          model_dir=model_dir))
