@@ -144,12 +144,15 @@ def parse_columns(data: bytes, source: str, delimiter: str, *, header: bool = Fa
     if separator is None:
       raise RatingsError(f"{source}: cannot parse a file containing all of {_SENTINELS}")
     data = data.replace(delimiter_bytes, separator)
-  data = data.rstrip(b"\n")  # Trailing newlines are not blank lines in the middle.
-  if not data:
+  # Trailing newlines are not blank lines in the middle. Not rstrip: that would copy the file.
+  data_end = len(data)
+  while data_end and data[data_end - 1] == ord("\n"):
+    data_end -= 1
+  if not data_end:
     raise RatingsError(f"{source}: no ratings found (empty file)")
 
-  first_line_end = data.find(b"\n")
-  first_line = data if first_line_end < 0 else data[:first_line_end]
+  first_line_end = data.find(b"\n", 0, data_end)
+  first_line = data[:data_end] if first_line_end < 0 else data[:first_line_end]
   if header and len(first_line) > MAX_LINE_BYTES:
     raise RatingsError(f"{source}:1: the header line is {len(first_line)} bytes long; the limit "
                        f"is {MAX_LINE_BYTES} bytes")
@@ -170,11 +173,10 @@ def parse_columns(data: bytes, source: str, delimiter: str, *, header: bool = Fa
   bad_lines = _BadLines(source)
   chunks = []
   first_line_number = 2 if header else 1
-  for start, end in _chunk_bounds(data, body_start):
-    chunk = data[start:end]
-    chunks.append(_parse_chunk(chunk, separator, delimiter, num_fields, positions,
+  for start, end in _chunk_bounds(data, body_start, data_end):
+    chunks.append(_parse_chunk(data, start, end, separator, delimiter, num_fields, positions,
                                first_line_number, rating_scale, bad_lines))
-    first_line_number += chunk.count(b"\n") + 1
+    first_line_number += data.count(b"\n", start, end) + 1
   skipped = bad_lines.resolve(on_bad_lines)
   line_numbers = np.concatenate([c[-1] for c in chunks])
   if not line_numbers.size:
@@ -264,25 +266,26 @@ def _union(vocabularies: list[np.ndarray]) -> np.ndarray:
   return np.unique(np.concatenate(vocabularies))
 
 
-def _chunk_bounds(data: bytes, start: int):
-  """Yields (start, end) byte ranges of whole lines, each about _CHUNK_BYTES long."""
-  while start < len(data):
-    end = data.find(b"\n", start + _CHUNK_BYTES)
-    end = len(data) if end < 0 else end
+def _chunk_bounds(data: bytes, start: int, data_end: int):
+  """Yields (start, end) byte ranges of whole lines before data_end, each about _CHUNK_BYTES long."""
+  while start < data_end:
+    end = data.find(b"\n", start + _CHUNK_BYTES, data_end)
+    end = data_end if end < 0 else end
     yield start, end
     start = end + 1
 
 
-def _parse_chunk(chunk: bytes, separator: bytes, delimiter: str, num_fields: int,
-                 positions: list[int | None], first_line_number: int,
+def _parse_chunk(data: bytes, start: int, end: int, separator: bytes, delimiter: str,
+                 num_fields: int, positions: list[int | None], first_line_number: int,
                  rating_scale: tuple[float, float] | None, bad_lines: _BadLines):
-  """Returns (user, item, rating, timestamp, line numbers) of the good lines of a chunk.
+  """Returns (user, item, rating, timestamp, line numbers) of the good lines in data[start:end].
 
   Bad lines are recorded in `bad_lines` and left out; well-formed chunks take no Python work per
   line.
   """
-  buffer = np.frombuffer(chunk, dtype=np.uint8)
-  line_ends = np.append(np.flatnonzero(buffer == ord("\n")), len(chunk))
+  # Lines are checked in place, so an overlong line is never copied.
+  buffer = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+  line_ends = np.append(np.flatnonzero(buffer == ord("\n")), buffer.size)
   line_bytes = np.diff(line_ends, prepend=-1) - 1
   # Separators before each line end, differenced, give the separators on each line.
   separators = np.flatnonzero(buffer == separator[0])
@@ -293,6 +296,9 @@ def _parse_chunk(chunk: bytes, separator: bytes, delimiter: str, num_fields: int
     _record_malformed(line_numbers, line_bytes, fields_per_line, num_fields, delimiter, bad_lines)
     chunk = _drop_lines(buffer, line_bytes, ~malformed)
     line_numbers, line_bytes = line_numbers[~malformed], line_bytes[~malformed]
+  else:
+    chunk = data[start:end]
+  del buffer
   text = chunk
   if not chunk.isascii():
     text, line_numbers = _decode_lines(chunk, line_numbers, bad_lines)
