@@ -115,3 +115,19 @@ def test_defaults_on_synthetic_end_within_ten_percent_of_the_noise_floor():
   assert floor == pytest.approx(0.80, abs=0.01)
   # A global mean scores 1.37x the floor and user + item biases 1.20x on this split.
   assert metrics["test_rmse"] <= 1.10 * floor
+
+
+def test_cli_one_rating_file_fails_naming_the_split_counts_after_skipping_bad_lines(tmp_path):
+  ratings_file = tmp_path / "ratings.csv"
+  ratings_file.write_text("user,item,stars\nu1,i1,4\nu2,i2\n")
+  result = subprocess.run(
+      [sys.executable, "-m", "keras_autorec.train", "--dataset=csv",
+       f"--ratings_file={ratings_file}", "--on_bad_lines=skip", "--export_dir=", "--verbose=0"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env={**os.environ, "PYTHONPATH": REPO})
+  assert result.returncode == 1
+  assert f"{ratings_file}: skipped 1 bad lines (--on_bad_lines=skip); the first: line 3" in (
+      result.stderr)
+  assert (f"error: {ratings_file}: too few ratings for the requested split: 1 train, 0 "
+          "validation and 0 test ratings") in result.stderr
+  assert "Traceback" not in result.stderr and "nan" not in result.stdout

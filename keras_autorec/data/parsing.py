@@ -499,7 +499,8 @@ def _column_position(column: Column | None, names: list[str] | None, num_fields:
     return position
   if names is not None and column in names:
     return names.index(column)
-  known = f"the header has {names}" if names is not None else "the file has no header"
+  known = (f"the header has {names} (if that is a rating, pass --noheader and give positions)"
+           if names is not None else "the file has no header")
   raise RatingsError(f"{source}: no {role} column named {column!r}; {known}")
 
 
