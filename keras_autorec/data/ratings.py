@@ -120,8 +120,8 @@ def from_raw(user_raw: np.ndarray, item_raw: np.ndarray, rating: np.ndarray,
   check_rating_scale(rating, rating_scale, source, line_numbers)
   timestamp = (np.zeros(n, dtype=np.int64) if timestamp is None
                else np.asarray(timestamp, dtype=np.int64))
-  user_ids, user_index = np.unique(np.asarray(user_raw).astype(str), return_inverse=True)
-  item_ids, item_index = np.unique(np.asarray(item_raw).astype(str), return_inverse=True)
+  user_ids, user_index = _factorise(user_raw)
+  item_ids, item_index = _factorise(item_raw)
   user_index = user_index.astype(np.int32).reshape(-1)
   item_index = item_index.astype(np.int32).reshape(-1)
 
@@ -142,6 +142,17 @@ def from_raw(user_raw: np.ndarray, item_raw: np.ndarray, rating: np.ndarray,
                  timestamp=timestamp, user_ids=user_ids, item_ids=item_ids,
                  rating_scale=(float(rating_scale[0]), float(rating_scale[1])), source=source,
                  duplicates_removed=int(duplicates_removed))
+
+
+def _factorise(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(sorted unique ids as str, index of each value) of an id column."""
+  values = np.asarray(raw)
+  if values.dtype.kind != "S":
+    return np.unique(values.astype(str), return_inverse=True)
+  # Bytes (ASCII, as the parsers produce them) sort like their text, so only the unique ids are
+  # decoded: an n x width text copy of the column would take 4 bytes per character.
+  ids, index = np.unique(values, return_inverse=True)
+  return ids.astype(str), index
 
 
 def latest_per_pair(user_index: np.ndarray, item_index: np.ndarray, timestamp: np.ndarray,
