@@ -457,3 +457,13 @@ def test_fuzz_mutated_valid_files_parse_or_name_the_file_and_line(lines, fmt, mu
     position = int(where * len(data))
     data = data[:position] + noise + data[position + deleted:]
   _check_parse_outcome(data, fmt)
+
+
+def test_unparsable_marks_every_value_numpy_cannot_convert():
+  values = np.array([b"1", b"2.5", b"x", b"99999999999999999999", b" 7 ", b"", b"1_0", b"nan"])
+  np.testing.assert_array_equal(parsing.unparsable(values, np.float32),
+                                [0, 0, 1, 0, 0, 1, 0, 0])
+  np.testing.assert_array_equal(parsing.unparsable(values, np.int64), [0, 1, 1, 1, 0, 1, 0, 1])
+  np.testing.assert_array_equal(parsing.unparsable(values.astype(str), np.int64),
+                                [0, 1, 1, 1, 0, 1, 0, 1])
+  values[~parsing.unparsable(values, np.int64)].astype(np.int64)  # The rest do convert.

@@ -425,23 +425,34 @@ def _numeric_column(values: np.ndarray, position: int, dtype, kind: str, role: s
 
 
 def unparsable(values: np.ndarray, dtype) -> np.ndarray:
-  """A mask of the values that do not convert to `dtype`.
+  """A mask of the values that do not convert to `dtype` (float32 or int64).
 
-  Only called once a vectorised conversion has failed, so it bisects with vectorised conversions
-  instead of testing each value in Python.
+  numpy converts text with Python's float() and int(), so one pass of those finds the bad values;
+  bisecting with vectorised conversions then catches any value on which the two would disagree.
   """
-  invalid = np.zeros(values.shape[0], dtype=bool)
-  ranges = [(0, values.shape[0])]
+  convert = float if np.dtype(dtype).kind == "f" else int
+
+  def converts(value) -> bool:
+    try:
+      number = convert(value)
+    except (ValueError, OverflowError):
+      return False
+    return convert is float or -2**63 <= number < 2**63
+
+  invalid = np.fromiter((not converts(value) for value in values.tolist()), dtype=bool,
+                        count=values.shape[0])
+  rest = np.flatnonzero(~invalid)
+  ranges = [(0, rest.shape[0])]
   while ranges:
     low, high = ranges.pop()
     try:
       with np.errstate(over="ignore", invalid="ignore"):
-        values[low:high].astype(dtype)
+        values[rest[low:high]].astype(dtype)
       continue
     except (ValueError, OverflowError):
       pass
     if high - low == 1:
-      invalid[low] = True
+      invalid[rest[low]] = True
     else:
       middle = (low + high) // 2
       ranges += [(low, middle), (middle, high)]
