@@ -48,7 +48,8 @@ PADDING_ITEM_ID = ""
 _SIGNATURE_DEF_METADATA_FIELD = "signature_def"
 # Room for the request's model spec and tensor headers next to the estimated tensor contents.
 _REQUEST_OVERHEAD_BYTES = 4096
-_TLS_FAILURE_MARKERS = ("ssl", "tls", "handshake", "certificate")
+_TLS_FAILURE_MARKERS = ("ssl", "tls", "handshake", "certificate", "verification",
+                        "socket closed")
 
 
 class ServingError(Exception):
@@ -383,11 +384,14 @@ class AutoRecClient:
     details = error.details()
     version = "latest" if self.version is None else self.version
     if code == grpc.StatusCode.UNAVAILABLE:
-      if any(marker in (details or "").lower() for marker in _TLS_FAILURE_MARKERS):
+      lowered = (details or "").lower()
+      # A server refusing the client's certificate just closes the socket after the handshake.
+      if self.tls and any(marker in lowered for marker in _TLS_FAILURE_MARKERS):
         return SecureConnectionError(
-            f"TLS connection to {self.target} failed: {details} (check root_certificates, "
-            f"server_name_override, and the client certificate if the server requires one)",
-            code)
+            f"TLS connection to {self.target} failed: {details}. Check root_certificates (the "
+            f"CA that signed the server's certificate), server_name_override (a name in that "
+            f"certificate) and, if the server requires client certificates, client_certificate "
+            f"and client_key (signed by a CA the server trusts)", code)
       hint = "" if self.tls else " (if the server uses TLS, connect with tls=True / --tls)"
       return ServerUnavailableError(
           f"TensorFlow Serving at {self.target} is unavailable: {details}{hint}", code)
