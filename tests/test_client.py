@@ -343,6 +343,84 @@ def test_latest_policy_serves_only_the_highest_version(versioned_base_path):
         pinned.predict(["196"], ["242"])
 
 
+def test_large_requests_are_split_under_max_request_bytes_and_reassembled(server):
+  user_ids = USER_IDS * 50
+  item_ids = (ITEM_IDS[:4] * 50)
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_request_bytes=6000) as chunked:
+    before = len(server.received_metadata)
+    ratings = chunked.predict(user_ids, item_ids)
+    calls = len(server.received_metadata) - before
+  users = [USER_IDS.index(user) for user in user_ids]
+  items = [ITEM_IDS.index(item) for item in item_ids]
+  np.testing.assert_array_equal(ratings, RATING_MATRIX[users, items])
+  # 200 pairs of about 25 bytes each do not fit one 6000-byte request, but fit two or three.
+  assert 2 <= calls <= 3
+
+
+def test_top_k_requests_are_split_into_max_batch_size_rows(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_batch_size=3) as chunked:
+    before = len(server.received_metadata)
+    item_ids, scores = chunked.recommend(USER_IDS * 2)
+    assert len(server.received_metadata) - before == 3
+  expected_item_ids, expected_scores = expected_top_k(RATING_MATRIX)
+  assert item_ids.tolist() == expected_item_ids.tolist() * 2
+  np.testing.assert_array_equal(scores, np.concatenate([expected_scores] * 2))
+
+
+def test_recommend_for_ratings_chunks_pad_each_chunk_within_max_rating_slots(server, client):
+  rated_item_ids = [["242", "302", "377", "51"], ["377"], ["51", "346"], ["474"]]
+  ratings = [[5.0, 3.0, 1.0, 2.0], [4.0], [1.0, 2.0], [3.0]]
+  expected = client.recommend_for_ratings(rated_item_ids, ratings)
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_rating_slots=4) as chunked:
+    before = len(server.received_metadata)
+    item_ids, scores = chunked.recommend_for_ratings(rated_item_ids, ratings)
+    assert len(server.received_metadata) - before == 3  # [4 ratings], [1, 2], [1]
+    assert item_ids.tolist() == expected[0].tolist()
+    np.testing.assert_array_equal(scores, expected[1])
+    with pytest.raises(client_lib.InvalidInputError, match="user 1 has 5 ratings"):
+      chunked.recommend_for_ratings([["242"], ITEM_IDS[:5]], [[5.0], [1.0] * 5])
+
+
+def test_a_row_above_max_request_bytes_is_an_input_error(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_request_bytes=300) as tiny:
+    with pytest.raises(client_lib.InvalidInputError, match="row 1 alone makes a"):
+      tiny.predict(["196", "x" * 400], ["242", "302"])
+
+
+def test_non_finite_ratings_are_rejected_before_sending(server, client):
+  for bad in (np.nan, np.inf, -np.inf):
+    with pytest.raises(client_lib.InvalidInputError,
+                       match=r"ratings\[1\]\[0\] \(item '377'\) must be a finite number"):
+      client.recommend_for_ratings([["242"], ["377"]], [[5.0], [bad]])
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, rating_scale=(1, 5)) as scaled:
+    with pytest.raises(client_lib.InvalidInputError, match=r"within rating_scale \[1, 5\]"):
+      scaled.recommend_for_ratings([["242", "302"]], [[5.0, 100.0]])
+    # Padding slots may hold anything; they are sent as 0 and ignored.
+    item_ids, scores = scaled.recommend_for_ratings([["377", ""]], [[4.0, np.nan]], k=1)
+  assert item_ids.tolist() == [["474"]] and scores.tolist() == [[4.0]]
+
+
+def test_non_utf8_bytes_id_raises_the_clients_error(client):
+  with pytest.raises(client_lib.InvalidInputError, match=r"item_ids\[1\] is not valid UTF-8"):
+    client.predict(["196", "186"], ["242", b"\xff\xfe"])
+  with pytest.raises(client_lib.InvalidInputError, match=r"user_ids\[0\] is not valid UTF-8"):
+    client.recommend(["\udc80"])
+  with pytest.raises(client_lib.InvalidInputError, match=r"item_ids\[0\]\[0\]"):
+    client.recommend_for_ratings([[b"\xc3"]], [[4.0]])
+
+
+def test_cli_rejects_non_finite_and_out_of_scale_ratings(server, capsys):
+  for entry in ("242:nan", "242:inf"):
+    exit_code, out, err = run_cli(capsys, f"--server={server.target}",
+                                  "recommend_for_ratings", f"--ratings={entry}")
+    assert (exit_code, out) == (2, "")
+    assert "finite rating" in err
+  exit_code, out, err = run_cli(capsys, f"--server={server.target}", "--rating_scale=1,5",
+                                "recommend_for_ratings", "--ratings=242:5,302:7")
+  assert (exit_code, out) == (1, "")
+  assert "ratings[0][1] (item '302') must be within rating_scale [1, 5], got 7.0" in err
+
+
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
   """Run the command line in-process with its own flags; return (exit code, stdout, stderr)."""
   flag_values = flags.FlagValues()
