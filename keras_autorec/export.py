@@ -274,22 +274,22 @@ def _checked_inputs(inputs: dict[str, tf.Tensor], rank: int, max_rows: int | Non
   """
   names = list(inputs)
   rank_checks = [_check(tf.equal(tf.size(tf.shape(_unknown_shape(tensor))), rank),
-                        f"input {name!r} must have rank {rank}, got the shape", tf.shape(tensor))
+                        f"input {name} must have rank {rank}, got the shape", tf.shape(tensor))
                  for name, tensor in inputs.items()]
   with tf.control_dependencies(rank_checks):
     shape = tf.shape(inputs[names[0]])
     checks = [_check(tf.reduce_all(tf.equal(tf.shape(inputs[name]), shape)),
-                     f"inputs {names[0]!r} and {name!r} must have the same shape, got",
+                     f"inputs {names[0]} and {name} must have the same shape, got",
                      shape, tf.shape(inputs[name]))
               for name in names[1:]]
     if max_rows is not None:
       checks.append(_check(shape[0] <= max_rows,
-                           f"input {names[0]!r} may hold at most {max_rows} rows (the export's "
-                           f"max_batch_size); split the request. Got the shape", shape))
+                           f"input {names[0]} may hold at most {max_rows} rows (max_batch_size "
+                           f"of the export); split the request. Got the shape", shape))
     if max_size is not None:
       checks.append(_check(tf.size(inputs[names[0]]) <= max_size,
-                           f"input {names[0]!r} may hold at most {max_size} values, padding "
-                           f"included (the export's max_rating_slots); split the request. Got "
+                           f"input {names[0]} may hold at most {max_size} values, padding "
+                           f"included (max_rating_slots of the export); split the request. Got "
                            f"the shape", shape))
   with tf.control_dependencies(rank_checks + checks):
     return [tf.identity(tensor) for tensor in inputs.values()]
@@ -420,8 +420,8 @@ class _ServingModule(tf.Module):
     valid = tf.math.is_finite(ratings) & (ratings >= low) & (ratings <= high)
     with tf.control_dependencies([_check(
         tf.reduce_all(valid | ~rated),
-        f"input 'ratings' must be finite and within the rating scale [{low:g}, {high:g}] for "
-        f"every known item ('' padding and unknown item ids are ignored)")]):
+        f"input ratings must be finite and within the rating scale [{low:g}, {high:g}] for "
+        f"every known item (padding and unknown item ids are ignored)")]):
       ratings = tf.where(rated, ratings, 0.0)
     coordinates = tf.where(rated)
     batch_size = tf.shape(item_ids, out_type=tf.int64)[0]
