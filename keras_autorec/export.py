@@ -25,6 +25,13 @@ Signatures (method predict, named inputs, dict outputs):
   similar_items          item_id str [B] -> item_ids, scores: cosine similarity of item vectors,
                          the item itself excluded.
 
+Inputs are checked in the graph, so TF Serving answers INVALID_ARGUMENT (and
+`tf.saved_model.load` raises InvalidArgumentError) instead of broadcasting: every input must have
+exactly the rank above, paired inputs (user_id and item_id; item_ids and ratings) the same shape,
+the top-K signatures at most `ExportConfig.max_batch_size` rows and recommend_for_ratings at most
+`ExportConfig.max_rating_slots` values; a rating of a known item must be finite and within the
+rating scale, while ratings on padding and unknown items are ignored whatever their value.
+
 Top-K lists are sorted by score, best first. The recommendation score of an item is
 
     score(u, i) = f(user_vector[u] . item_vector[i] + user_bias[u] + item_bias[i])
