@@ -341,8 +341,8 @@ class AutoRecClient:
                                     side="right")) - 1)
       end = max(end, start + 1) if num_rows else 0
       if row_slots is not None:
-        # Padding makes a range cost (rows x its longest list) slots.
-        while end - start > 1 and (end - start) * row_slots[start:end].max() > \
+        # Padding makes a range cost (rows x its longest list, at least 1) slots.
+        while end - start > 1 and (end - start) * max(1, row_slots[start:end].max()) > \
             self.max_rating_slots:
           end = start + (end - start) // 2
         if num_rows and row_slots[start] > self.max_rating_slots:
