@@ -357,6 +357,22 @@ def test_large_requests_are_split_under_max_request_bytes_and_reassembled(server
   assert 2 <= calls <= 3
 
 
+def test_default_request_size_fits_tf_servings_4_mib_limit(server, client):
+  rng = np.random.default_rng(0)
+  users = rng.integers(0, len(USER_IDS), 500_000)
+  items = rng.integers(0, len(ITEM_IDS), 500_000)
+  user_ids, item_ids = np.asarray(USER_IDS)[users], np.asarray(ITEM_IDS)[items]
+  whole = predict_pb2.PredictRequest()
+  whole.inputs["user_id"].CopyFrom(tf.make_tensor_proto(user_ids.astype(object)))
+  whole.inputs["item_id"].CopyFrom(tf.make_tensor_proto(item_ids.astype(object)))
+  # One request would exceed the 4 MiB that a default gRPC server, like TF Serving, accepts.
+  assert whole.ByteSize() > 4 * 1024 * 1024
+  before = len(server.received_metadata)
+  ratings = client.predict(user_ids, item_ids)
+  assert len(server.received_metadata) - before == 2
+  np.testing.assert_array_equal(ratings, RATING_MATRIX[users, items])
+
+
 def test_top_k_requests_are_split_into_max_batch_size_rows(server):
   with client_lib.AutoRecClient(server.target, MODEL_NAME, max_batch_size=3) as chunked:
     before = len(server.received_metadata)

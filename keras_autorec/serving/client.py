@@ -453,8 +453,11 @@ def _as_id_vector(ids: Sequence[str], what: str) -> np.ndarray:
 
 
 def _id_bytes(ids: np.ndarray) -> np.ndarray:
-  """Estimated serialized bytes of each id in a string TensorProto (length prefix included)."""
-  return np.fromiter((len(id_.encode("utf-8")) + 6 for id_ in ids), dtype=np.int64,
+  """Serialized bytes of each id in a string TensorProto: a tag, a varint length, the bytes.
+
+  3 bytes of framing are exact up to 16 KiB ids; the request is measured before sending anyway.
+  """
+  return np.fromiter((len(id_.encode("utf-8")) + 3 for id_ in ids), dtype=np.int64,
                      count=len(ids))
 
 
