@@ -502,11 +502,16 @@ class _ServingModule(tf.Module):
             "similar_items": self.similar_items.get_concrete_function()}
 
 
-def _warmup_inputs(arrays: _ServingArrays,
-                   rating: float) -> list[tuple[str, dict[str, np.ndarray]]]:
-  """Requests of batch size 1 and 8 per signature, one id unknown, as (signature, inputs)."""
+def _warmup_inputs(arrays: _ServingArrays, rating: float, max_batch_size: int,
+                   max_rating_slots: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+  """Requests of batch size 1 and 8 per signature, one id unknown, as (signature, inputs).
+
+  Within the export's limits, since TF Serving refuses to load a model whose warmup fails.
+  """
   unknown = "__unknown_warmup_id__"
-  size = min(8, arrays.user_ids.shape[0] + 1, arrays.item_ids.shape[0] + 1)
+  fold_in_rows = min(2, max_batch_size, max_rating_slots)
+  size = min(8, arrays.user_ids.shape[0] + 1, arrays.item_ids.shape[0] + 1, max_batch_size,
+             max_rating_slots // fold_in_rows)
   users = np.append(arrays.user_ids[:size - 1], unknown).astype(object)
   items = np.append(arrays.item_ids[:size - 1], unknown).astype(object)
   requests = []
@@ -514,9 +519,9 @@ def _warmup_inputs(arrays: _ServingArrays,
     requests += [
         ("serving_default", {"user_id": users[batch], "item_id": items[batch]}),
         ("recommend", {"user_id": users[batch]}),
-        ("recommend_for_ratings", {"item_ids": np.tile(items[batch], (2, 1)),
-                                   "ratings": np.full((2, items[batch].shape[0]), rating,
-                                                      np.float32)}),
+        ("recommend_for_ratings", {"item_ids": np.tile(items[batch], (fold_in_rows, 1)),
+                                   "ratings": np.full((fold_in_rows, items[batch].shape[0]),
+                                                      rating, np.float32)}),
         ("similar_items", {"item_id": items[batch]}),
     ]
   return requests
@@ -584,7 +589,8 @@ def _write_saved_model(directory: str, model: AutoRec, layout: RowLayout, config
   _write_metadata(os.path.join(extra, METADATA_FILE), model, layout, config, metadata)
   if config.warmup_requests:
     _write_warmup_requests(os.path.join(extra, WARMUP_FILE),
-                           _warmup_inputs(arrays, float(np.mean(model.rating_scale))))
+                           _warmup_inputs(arrays, float(np.mean(model.rating_scale)),
+                                          config.max_batch_size, config.max_rating_slots))
 
 
 def existing_versions(export_dir: str) -> list[int]:

@@ -469,6 +469,20 @@ def test_warmup_requests_cover_every_signature_and_replay(exported):
         **{name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()})
 
 
+def test_warmup_requests_stay_within_small_export_limits(small_model, tmp_path):
+  # TF Serving refuses to load a model whose warmup requests fail.
+  path = export.export_model(small_model.model, small_model.layout, export.ExportConfig(
+      export_dir=str(tmp_path), max_batch_size=1, max_rating_slots=1))
+  logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy()) for record in
+          tf.data.TFRecordDataset(os.path.join(path, export.ASSETS_EXTRA, export.WARMUP_FILE))]
+  signatures = tf.saved_model.load(path).signatures
+  for log in logs:
+    request = log.predict_log.request
+    signatures[request.model_spec.signature_name](
+        **{name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()})
+  assert len(logs) == 8
+
+
 def test_metadata_records_the_model_and_the_callers_facts(exported):
   path = os.path.join(exported.path, export.ASSETS_EXTRA, export.METADATA_FILE)
   with open(path) as f:
