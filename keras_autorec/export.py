@@ -536,8 +536,8 @@ def _write_warmup_requests(path: str, requests) -> None:
   if len(requests) > MAX_WARMUP_RECORDS:
     raise ValueError(f"{len(requests)} warmup requests exceed TF Serving's {MAX_WARMUP_RECORDS}")
   try:
-    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
   except ImportError:
     logging.warning("No warmup requests in the export: tensorflow-serving-api is not installed "
                     "(pip install 'keras-autorec[serving]' writes them)")

@@ -12,6 +12,10 @@ import sys
 import traceback
 
 from absl import flags
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 import grpc
 import numpy as np
 import pytest
@@ -655,11 +659,6 @@ def make_certificate(subject: str, issuer_key=None, issuer_name=None, ca: bool =
 
   Self-signed without an issuer; names `subject` as a DNS subject alternative name otherwise.
   """
-  from cryptography import x509  # pylint: disable=import-outside-toplevel
-  from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
-  from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
-  from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
-
   key = ec.generate_private_key(ec.SECP256R1())
   name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
   now = datetime.datetime.now(datetime.timezone.utc)

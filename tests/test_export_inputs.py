@@ -8,6 +8,7 @@ like TF Serving's C++, which does not check shapes against the signature.
 from __future__ import annotations
 
 import itertools
+import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -48,8 +49,10 @@ class SessionSignatures:
     fetches = [self.graph.get_tensor_by_name(signature.outputs[key].name) for key in names]
     feeds = {self.graph.get_tensor_by_name(signature.inputs[key].name).ref(): value
              for key, value in inputs.items()}
-    # Session.run would refuse shapes the placeholder does not declare; TF Serving does not.
-    return dict(zip(names, self.session._do_run(None, [], fetches, feeds, None, None)))  # pylint: disable=protected-access
+    # Session.run would refuse shapes the placeholder does not declare; TF Serving does not, and
+    # neither does the private _do_run below it.
+    outputs = self.session._do_run(None, [], fetches, feeds, None, None)
+    return dict(zip(names, outputs))
 
 
 class LoadedSignatures:
@@ -202,7 +205,6 @@ def test_batches_above_the_export_limits_are_invalid_argument(run, ids):
 
 
 def test_export_records_its_limits(exports):
-  import json  # pylint: disable=import-outside-toplevel
   path, _, _ = exports[True, True]
   with open(f"{path}/{export.ASSETS_EXTRA}/{export.METADATA_FILE}") as metadata_file:
     config = json.load(metadata_file)["export_config"]
