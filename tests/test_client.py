@@ -628,6 +628,14 @@ class TestRealExport:
                                                       k=2, with_ratings=True)
     np.testing.assert_array_equal(ratings, expected["ratings"][:, :2])
 
+  def test_server_rejects_out_of_scale_ratings_naming_the_input(self, real_client):
+    # The client without rating_scale cannot know the scale; the export's check answers.
+    with pytest.raises(client_lib.InvalidRequestError,
+                       match=r"input ratings must be finite and within the rating scale \[1, 5\]"):
+      real_client.recommend_for_ratings([["1", "2"]], [[5.0, 100.0]])
+    # The same rating on an unknown item is ignored.
+    real_client.recommend_for_ratings([["1", "no-such-item"]], [[5.0, 100.0]])
+
   def test_similar_items(self, real_client, signatures):
     item_ids, scores = real_client.similar_items(["1", "2"])
     expected = self.call(signatures["similar_items"], item_id=["1", "2"])
