@@ -199,6 +199,7 @@ class AutoRecClient:
     if len(user_ids) != len(item_ids):
       raise ValueError(f"user_ids and item_ids must have the same length, "
                        f"got {len(user_ids)} and {len(item_ids)}")
+    # serving_default has no row limit (its memory is linear in the batch), only the size one.
     outputs = self._predict_in_chunks(
         self.predict_signature, _id_bytes(user_ids) + _id_bytes(item_ids), len(user_ids),
         lambda rows: {"user_id": user_ids[rows], "item_id": item_ids[rows]})
