@@ -841,7 +841,7 @@ def test_no_secret_in_logs_errors_or_repr(tls_server, mtls_server, pki, capfd, c
       autorec_client.predict(["196"], ["242"])
     texts += [str(raised.value), "".join(traceback.format_exception(raised.value))]
   for bad_metadata in ({"authorization": SECRET_HEADER_VALUE + "\n"},
-                       {"bad name!": SECRET_HEADER_VALUE}):
+                       {"bad name!": SECRET_HEADER_VALUE}, {SECRET_HEADER_VALUE: "x"}):
     with pytest.raises(ValueError) as raised:
       client_lib.AutoRecClient("localhost:1", metadata=bad_metadata)
     texts.append(str(raised.value))

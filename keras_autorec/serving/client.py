@@ -468,13 +468,14 @@ def _call_metadata(metadata) -> tuple[tuple[str, str], ...]:
       else list(metadata or ())
   headers = []
   for position, pair in enumerate(pairs):
-    if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str):
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+        or not all(isinstance(part, str) for part in pair)):
       raise TypeError(f"metadata entry {position} must be a (name, value) pair of str")
     name = pair[0].lower()
+    # Neither part is shown: a misplaced token could stand in either.
     if not name or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
-      raise ValueError(f"metadata name {pair[0]!r} must be ASCII letters, digits, '-', '_' or "
-                       f"'.'")
-    # The value is a secret as often as not; it is checked without being shown.
+      raise ValueError(f"the name of metadata entry {position} must be ASCII letters, digits, "
+                       f"'-', '_' or '.'")
     if not pair[1].isascii() or not pair[1].isprintable():
       raise ValueError(f"the value of metadata {name!r} must be printable ASCII")
     headers.append((name, pair[1]))
