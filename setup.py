@@ -33,7 +33,7 @@ setup(
         "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60"],
         "plots": ["matplotlib>=3.8"],
         "test": ["pytest>=8", "tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60",
-                 "matplotlib>=3.8", "psutil>=5.9", "hypothesis>=6.100"],
+                 "matplotlib>=3.8", "psutil>=5.9", "hypothesis>=6.100", "cryptography>=42"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.10",

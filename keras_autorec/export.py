@@ -25,6 +25,13 @@ Signatures (method predict, named inputs, dict outputs):
   similar_items          item_id str [B] -> item_ids, scores: cosine similarity of item vectors,
                          the item itself excluded.
 
+Inputs are checked in the graph, so TF Serving answers INVALID_ARGUMENT (and
+`tf.saved_model.load` raises InvalidArgumentError) instead of broadcasting: every input must have
+exactly the rank above, paired inputs (user_id and item_id; item_ids and ratings) the same shape,
+the top-K signatures at most `ExportConfig.max_batch_size` rows and recommend_for_ratings at most
+`ExportConfig.max_rating_slots` values; a rating of a known item must be finite and within the
+rating scale, while ratings on padding and unknown items are ignored whatever their value.
+
 Top-K lists are sorted by score, best first. The recommendation score of an item is
 
     score(u, i) = f(user_vector[u] . item_vector[i] + user_bias[u] + item_bias[i])
@@ -49,6 +56,7 @@ import dataclasses
 import datetime
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -58,8 +66,6 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_log_pb2
 
 import keras_autorec
 from keras_autorec.data import input as data_input
@@ -141,6 +147,14 @@ class ExportConfig:
     rating_table_max_cells: when users x items is at most this, every rating is computed at
       export (4 bytes each: 100 MB at the default) and serving_default only looks it up;
       above it, serving_default computes each rating from the tables in O(k).
+    max_batch_size: the most users or items one recommend, recommend_for_ratings or
+      similar_items request may hold; more is INVALID_ARGUMENT. These signatures hold a few
+      [batch, items] float32 matrices, so this bounds a request's memory (about 20 bytes x
+      batch x items: 76 MB for ML-1M's 3706 items at the default). The client splits larger
+      batches into requests of at most this many rows.
+    max_rating_slots: the most (user, rating) slots, batch x list length with padding, one
+      recommend_for_ratings request may hold; more is INVALID_ARGUMENT. The I-AutoRec fold-in
+      holds slots x (hidden units + 1) float64 values.
   """
 
   export_dir: str = "saved_models/autorec"
@@ -150,6 +164,8 @@ class ExportConfig:
   fold_in_l2: float | None = None
   warmup_requests: bool = True
   rating_table_max_cells: int = 25_000_000
+  max_batch_size: int = 1024
+  max_rating_slots: int = 100_000
 
 
 def fold_in_l2(config: ExportConfig, model: AutoRec, layout: RowLayout) -> float:
@@ -241,6 +257,51 @@ def _index_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
       default_value=-1)
 
 
+def _check(condition: tf.Tensor, message: str, *data: tf.Tensor) -> tf.Operation:
+  """An assertion that fails the request with INVALID_ARGUMENT and `message` (plus int32 `data`)."""
+  return tf.debugging.Assert(condition, [message, *data])
+
+
+def _unknown_shape(tensor: tf.Tensor) -> tf.Tensor:
+  """`tensor` with a shape unknown to shape inference.
+
+  The rank of a signature input is its declared one to tracing and to Grappler, which fold
+  `tf.rank` (even of this copy) to it; the size of this copy's shape is read at run time.
+  """
+  return tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None))
+
+
+def _checked_inputs(inputs: dict[str, tf.Tensor], rank: int, max_rows: int | None = None,
+                    max_size: int | None = None) -> list[tf.Tensor]:
+  """`inputs` once each has exactly `rank` dimensions and all the same shape, within the limits.
+
+  The input signature declares the ranks, but TF Serving and `tf.saved_model.load` feed whatever
+  shape a request holds, so the checks run in the graph; no work depends on the inputs before
+  they pass, so a rejected request costs nothing.
+  """
+  names = list(inputs)
+  rank_checks = [_check(tf.equal(tf.size(tf.shape(_unknown_shape(tensor))), rank),
+                        f"input {name} must have rank {rank}, got the shape", tf.shape(tensor))
+                 for name, tensor in inputs.items()]
+  with tf.control_dependencies(rank_checks):
+    shape = tf.shape(inputs[names[0]])
+    checks = [_check(tf.reduce_all(tf.equal(tf.shape(inputs[name]), shape)),
+                     f"inputs {names[0]} and {name} must have the same shape, got",
+                     shape, tf.shape(inputs[name]))
+              for name in names[1:]]
+    if max_rows is not None:
+      checks.append(_check(shape[0] <= max_rows,
+                           f"input {names[0]} may hold at most {max_rows} rows (max_batch_size "
+                           f"of the export); split the request. Got the shape", shape))
+    if max_size is not None:
+      checks.append(_check(tf.size(inputs[names[0]]) <= max_size,
+                           f"input {names[0]} may hold at most {max_size} values, padding "
+                           f"included (max_rating_slots of the export); split the request. Got "
+                           f"the shape", shape))
+  with tf.control_dependencies(rank_checks + checks):
+    return [tf.identity(tensor) for tensor in inputs.values()]
+
+
 def _constant_variable(value, dtype) -> tf.Variable:
   # Variables, not constants, so large tables go to the checkpoint, not the 2 GiB GraphDef.
   return tf.Variable(value, dtype=dtype, trainable=False)
@@ -258,6 +319,8 @@ class _ServingModule(tf.Module):
     self.default_rating = float(config.default_rating)
     self.popularity_weight = float(config.popularity_weight)
     self.fold_in_l2 = float(config.fold_in_l2)
+    self.max_batch_size = int(config.max_batch_size)
+    self.max_rating_slots = int(config.max_rating_slots)
     self.num_users = int(arrays.user_ids.shape[0])
     self.num_items = int(arrays.item_ids.shape[0])
     self.k = min(int(config.top_k), self.num_items)
@@ -323,6 +386,7 @@ class _ServingModule(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                 tf.TensorSpec([None], tf.string, name="item_id")])
   def rate(self, user_id, item_id):
+    user_id, item_id = _checked_inputs({"user_id": user_id, "item_id": item_id}, rank=1)
     users = self.user_table.lookup(user_id)
     items = self.item_table.lookup(item_id)
     known = (users >= 0) & (items >= 0)
@@ -338,6 +402,7 @@ class _ServingModule(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
   def recommend(self, user_id):
+    user_id, = _checked_inputs({"user_id": user_id}, rank=1, max_rows=self.max_batch_size)
     users = self.user_table.lookup(user_id)
     users = tf.where(users >= 0, users, self.num_users)  # the cold-start user
     pre_activations = self._scores_for_users(tf.gather(self.user_vectors, users),
@@ -353,8 +418,18 @@ class _ServingModule(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids"),
                                 tf.TensorSpec([None, None], tf.float32, name="ratings")])
   def recommend_for_ratings(self, item_ids, ratings):
+    item_ids, ratings = _checked_inputs({"item_ids": item_ids, "ratings": ratings}, rank=2,
+                                        max_rows=self.max_batch_size,
+                                        max_size=self.max_rating_slots)
     items = self.item_table.lookup(item_ids)
-    rated = items >= 0  # padding and unknown items are ignored
+    rated = items >= 0  # padding and unknown items are ignored, whatever their ratings
+    low, high = self.rating_scale
+    valid = tf.math.is_finite(ratings) & (ratings >= low) & (ratings <= high)
+    with tf.control_dependencies([_check(
+        tf.reduce_all(valid | ~rated),
+        f"input ratings must be finite and within the rating scale [{low:g}, {high:g}] for "
+        f"every known item (padding and unknown item ids are ignored)")]):
+      ratings = tf.where(rated, ratings, 0.0)
     coordinates = tf.where(rated)
     batch_size = tf.shape(item_ids, out_type=tf.int64)[0]
     rated_items = tf.gather_nd(items, coordinates)
@@ -410,6 +485,7 @@ class _ServingModule(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
   def similar_items(self, item_id):
+    item_id, = _checked_inputs({"item_id": item_id}, rank=1, max_rows=self.max_batch_size)
     items = self.item_table.lookup(item_id)
     known = items >= 0
     items = tf.maximum(items, 0)
@@ -426,11 +502,16 @@ class _ServingModule(tf.Module):
             "similar_items": self.similar_items.get_concrete_function()}
 
 
-def _warmup_inputs(arrays: _ServingArrays,
-                   rating: float) -> list[tuple[str, dict[str, np.ndarray]]]:
-  """Requests of batch size 1 and 8 per signature, one id unknown, as (signature, inputs)."""
+def _warmup_inputs(arrays: _ServingArrays, rating: float, max_batch_size: int,
+                   max_rating_slots: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+  """Requests of batch size 1 and 8 per signature, one id unknown, as (signature, inputs).
+
+  Within the export's limits, since TF Serving refuses to load a model whose warmup fails.
+  """
   unknown = "__unknown_warmup_id__"
-  size = min(8, arrays.user_ids.shape[0] + 1, arrays.item_ids.shape[0] + 1)
+  fold_in_rows = min(2, max_batch_size, max_rating_slots)
+  size = min(8, arrays.user_ids.shape[0] + 1, arrays.item_ids.shape[0] + 1, max_batch_size,
+             max_rating_slots // fold_in_rows)
   users = np.append(arrays.user_ids[:size - 1], unknown).astype(object)
   items = np.append(arrays.item_ids[:size - 1], unknown).astype(object)
   requests = []
@@ -438,18 +519,29 @@ def _warmup_inputs(arrays: _ServingArrays,
     requests += [
         ("serving_default", {"user_id": users[batch], "item_id": items[batch]}),
         ("recommend", {"user_id": users[batch]}),
-        ("recommend_for_ratings", {"item_ids": np.tile(items[batch], (2, 1)),
-                                   "ratings": np.full((2, items[batch].shape[0]), rating,
-                                                      np.float32)}),
+        ("recommend_for_ratings", {"item_ids": np.tile(items[batch], (fold_in_rows, 1)),
+                                   "ratings": np.full((fold_in_rows, items[batch].shape[0]),
+                                                      rating, np.float32)}),
         ("similar_items", {"item_id": items[batch]}),
     ]
   return requests
 
 
 def _write_warmup_requests(path: str, requests) -> None:
-  """Writes (signature, inputs) pairs as TF Serving's PredictionLog warmup TFRecord."""
+  """Writes (signature, inputs) pairs as TF Serving's PredictionLog warmup TFRecord.
+
+  Skipped with a warning when tensorflow-serving-api (the `serving` extra) is not installed:
+  training and export need only TensorFlow, and TF Serving loads a model without warmup records.
+  """
   if len(requests) > MAX_WARMUP_RECORDS:
     raise ValueError(f"{len(requests)} warmup requests exceed TF Serving's {MAX_WARMUP_RECORDS}")
+  try:
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
+  except ImportError:
+    logging.warning("No warmup requests in the export: tensorflow-serving-api is not installed "
+                    "(pip install 'keras-autorec[serving]' writes them)")
+    return
   with tf.io.TFRecordWriter(path) as writer:
     for signature_name, inputs in requests:
       request = predict_pb2.PredictRequest()
@@ -497,7 +589,8 @@ def _write_saved_model(directory: str, model: AutoRec, layout: RowLayout, config
   _write_metadata(os.path.join(extra, METADATA_FILE), model, layout, config, metadata)
   if config.warmup_requests:
     _write_warmup_requests(os.path.join(extra, WARMUP_FILE),
-                           _warmup_inputs(arrays, float(np.mean(model.rating_scale))))
+                           _warmup_inputs(arrays, float(np.mean(model.rating_scale)),
+                                          config.max_batch_size, config.max_rating_slots))
 
 
 def existing_versions(export_dir: str) -> list[int]:
@@ -561,6 +654,9 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
     raise ValueError(f"popularity_weight must be finite, got {config.popularity_weight}")
   if config.fold_in_l2 is not None and not config.fold_in_l2 > 0:
     raise ValueError(f"fold_in_l2 must be positive, got {config.fold_in_l2}")
+  if config.max_batch_size < 1 or config.max_rating_slots < 1:
+    raise ValueError(f"max_batch_size and max_rating_slots must be positive, got "
+                     f"{config.max_batch_size} and {config.max_rating_slots}")
   config = dataclasses.replace(config, fold_in_l2=fold_in_l2(config, model, layout))
   os.makedirs(config.export_dir, exist_ok=True)
   # A non-integer sibling: TF Serving never loads it and version numbering ignores it, so an

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import logging
 import pathlib
 import socket
 import subprocess
 import sys
+import traceback
 
 from absl import flags
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 import grpc
 import numpy as np
 import pytest
@@ -340,6 +347,100 @@ def test_latest_policy_serves_only_the_highest_version(versioned_base_path):
         pinned.predict(["196"], ["242"])
 
 
+def test_large_requests_are_split_under_max_request_bytes_and_reassembled(server):
+  user_ids = USER_IDS * 50
+  item_ids = (ITEM_IDS[:4] * 50)
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_request_bytes=6000) as chunked:
+    before = len(server.received_metadata)
+    ratings = chunked.predict(user_ids, item_ids)
+    calls = len(server.received_metadata) - before
+  users = [USER_IDS.index(user) for user in user_ids]
+  items = [ITEM_IDS.index(item) for item in item_ids]
+  np.testing.assert_array_equal(ratings, RATING_MATRIX[users, items])
+  # 200 pairs of about 25 bytes each do not fit one 6000-byte request, but fit two or three.
+  assert 2 <= calls <= 3
+
+
+def test_default_request_size_fits_tf_servings_4_mib_limit(server, client):
+  rng = np.random.default_rng(0)
+  users = rng.integers(0, len(USER_IDS), 500_000)
+  items = rng.integers(0, len(ITEM_IDS), 500_000)
+  user_ids, item_ids = np.asarray(USER_IDS)[users], np.asarray(ITEM_IDS)[items]
+  whole = predict_pb2.PredictRequest()
+  whole.inputs["user_id"].CopyFrom(tf.make_tensor_proto(user_ids.astype(object)))
+  whole.inputs["item_id"].CopyFrom(tf.make_tensor_proto(item_ids.astype(object)))
+  # One request would exceed the 4 MiB that a default gRPC server, like TF Serving, accepts.
+  assert whole.ByteSize() > 4 * 1024 * 1024
+  before = len(server.received_metadata)
+  ratings = client.predict(user_ids, item_ids)
+  assert len(server.received_metadata) - before == 2
+  np.testing.assert_array_equal(ratings, RATING_MATRIX[users, items])
+
+
+def test_top_k_requests_are_split_into_max_batch_size_rows(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_batch_size=3) as chunked:
+    before = len(server.received_metadata)
+    item_ids, scores = chunked.recommend(USER_IDS * 2)
+    assert len(server.received_metadata) - before == 3
+  expected_item_ids, expected_scores = expected_top_k(RATING_MATRIX)
+  assert item_ids.tolist() == expected_item_ids.tolist() * 2
+  np.testing.assert_array_equal(scores, np.concatenate([expected_scores] * 2))
+
+
+def test_recommend_for_ratings_chunks_pad_each_chunk_within_max_rating_slots(server, client):
+  rated_item_ids = [["242", "302", "377", "51"], ["377"], ["51", "346"], ["474"]]
+  ratings = [[5.0, 3.0, 1.0, 2.0], [4.0], [1.0, 2.0], [3.0]]
+  expected = client.recommend_for_ratings(rated_item_ids, ratings)
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_rating_slots=4) as chunked:
+    before = len(server.received_metadata)
+    item_ids, scores = chunked.recommend_for_ratings(rated_item_ids, ratings)
+    assert len(server.received_metadata) - before == 3  # [4 ratings], [1, 2], [1]
+    assert item_ids.tolist() == expected[0].tolist()
+    np.testing.assert_array_equal(scores, expected[1])
+    with pytest.raises(client_lib.InvalidInputError, match="user 1 has 5 ratings"):
+      chunked.recommend_for_ratings([["242"], ITEM_IDS[:5]], [[5.0], [1.0] * 5])
+
+
+def test_a_row_above_max_request_bytes_is_an_input_error(server):
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, max_request_bytes=300) as tiny:
+    with pytest.raises(client_lib.InvalidInputError, match="row 1 alone makes a"):
+      tiny.predict(["196", "x" * 400], ["242", "302"])
+
+
+def test_non_finite_ratings_are_rejected_before_sending(server, client):
+  for bad in (np.nan, np.inf, -np.inf):
+    with pytest.raises(client_lib.InvalidInputError,
+                       match=r"ratings\[1\]\[0\] \(item '377'\) must be a finite number"):
+      client.recommend_for_ratings([["242"], ["377"]], [[5.0], [bad]])
+  with client_lib.AutoRecClient(server.target, MODEL_NAME, rating_scale=(1, 5)) as scaled:
+    with pytest.raises(client_lib.InvalidInputError, match=r"within rating_scale \[1, 5\]"):
+      scaled.recommend_for_ratings([["242", "302"]], [[5.0, 100.0]])
+    # Padding slots may hold anything; they are sent as 0 and ignored.
+    item_ids, scores = scaled.recommend_for_ratings([["377", ""]], [[4.0, np.nan]], k=1)
+  assert item_ids.tolist() == [["474"]] and scores.tolist() == [[4.0]]
+
+
+def test_non_utf8_bytes_id_raises_the_clients_error(client):
+  with pytest.raises(client_lib.InvalidInputError, match=r"item_ids\[1\] is not valid UTF-8"):
+    client.predict(["196", "186"], ["242", b"\xff\xfe"])
+  with pytest.raises(client_lib.InvalidInputError, match=r"user_ids\[0\] is not valid UTF-8"):
+    client.recommend(["\udc80"])
+  with pytest.raises(client_lib.InvalidInputError, match=r"item_ids\[0\]\[0\]"):
+    client.recommend_for_ratings([[b"\xc3"]], [[4.0]])
+
+
+def test_cli_rejects_non_finite_and_out_of_scale_ratings(server, capsys):
+  for entry in ("242:nan", "242:inf"):
+    exit_code, out, err = run_cli(capsys, f"--server={server.target}",
+                                  "recommend_for_ratings", f"--ratings={entry}")
+    assert (exit_code, out) == (2, "")
+    assert "finite rating" in err
+  exit_code, out, err = run_cli(capsys, f"--server={server.target}", "--rating_scale=1,5",
+                                "recommend_for_ratings", "--ratings=242:5,302:7")
+  assert (exit_code, out) == (1, "")
+  assert "ratings[0][1] (item '302') must be within rating_scale [1, 5], got 7.0" in err
+
+
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
   """Run the command line in-process with its own flags; return (exit code, stdout, stderr)."""
   flag_values = flags.FlagValues()
@@ -527,6 +628,14 @@ class TestRealExport:
                                                       k=2, with_ratings=True)
     np.testing.assert_array_equal(ratings, expected["ratings"][:, :2])
 
+  def test_server_rejects_out_of_scale_ratings_naming_the_input(self, real_client):
+    # The client without rating_scale cannot know the scale; the export's check answers.
+    with pytest.raises(client_lib.InvalidRequestError,
+                       match=r"input ratings must be finite and within the rating scale \[1, 5\]"):
+      real_client.recommend_for_ratings([["1", "2"]], [[5.0, 100.0]])
+    # The same rating on an unknown item is ignored.
+    real_client.recommend_for_ratings([["1", "no-such-item"]], [[5.0, 100.0]])
+
   def test_similar_items(self, real_client, signatures):
     item_ids, scores = real_client.similar_items(["1", "2"])
     expected = self.call(signatures["similar_items"], item_id=["1", "2"])
@@ -544,3 +653,212 @@ class TestRealExport:
     for name in ("recommend", "recommend_for_ratings", "similar_items"):
       assert signatures[name]["outputs"]["item_ids"] == {"dtype": "string",
                                                          "shape": [None, REAL_EXPORT_K]}
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS, mutual TLS and call metadata, with a CA and certificates made here.
+
+SERVER_NAME = "serving.autorec.test"
+SECRET_HEADER_VALUE = "Bearer tok-7f3a9c1e5b2d4f60-not-for-logs"
+
+
+def make_certificate(subject: str, issuer_key=None, issuer_name=None, ca: bool = False):
+  """(PEM certificate, PEM private key, key, name): an EC P-256 certificate valid for a day.
+
+  Self-signed without an issuer; names `subject` as a DNS subject alternative name otherwise.
+  """
+  key = ec.generate_private_key(ec.SECP256R1())
+  name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+  now = datetime.datetime.now(datetime.timezone.utc)
+  builder = (x509.CertificateBuilder().subject_name(name)
+             .issuer_name(issuer_name or name).public_key(key.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+  if not ca:
+    builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]),
+                                    critical=False)
+  certificate = builder.sign(issuer_key or key, hashes.SHA256())
+  key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+  return certificate.public_bytes(serialization.Encoding.PEM), key_pem, key, name
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, pathlib.Path]:
+  """PEM files of a CA, a server and a client certificate it signed, and a foreign client's."""
+  directory = tmp_path_factory.mktemp("pki")
+  ca_pem, _, ca_key, ca_name = make_certificate("AutoRec test CA", ca=True)
+  server_pem, server_key_pem, _, _ = make_certificate(SERVER_NAME, ca_key, ca_name)
+  client_pem, client_key_pem, _, _ = make_certificate("client.autorec.test", ca_key, ca_name)
+  _, _, other_ca_key, other_ca_name = make_certificate("Other CA", ca=True)
+  other_pem, other_key_pem, _, _ = make_certificate("client.autorec.test", other_ca_key,
+                                                    other_ca_name)
+  files = {"ca": ca_pem, "server": server_pem, "server_key": server_key_pem,
+           "client": client_pem, "client_key": client_key_pem, "other_client": other_pem,
+           "other_client_key": other_key_pem}
+  for name, pem in files.items():
+    (directory / f"{name}.pem").write_bytes(pem)
+  return {name: directory / f"{name}.pem" for name in files}
+
+
+@pytest.fixture(scope="module")
+def tls_server(model_base_path, pki):
+  with tf_serving_fake.FakeTFServing(model_base_path, MODEL_NAME,
+                                     server_certificate=pki["server"].read_bytes(),
+                                     server_key=pki["server_key"].read_bytes()) as fake_server:
+    yield fake_server
+
+
+@pytest.fixture(scope="module")
+def mtls_server(model_base_path, pki):
+  with tf_serving_fake.FakeTFServing(model_base_path, MODEL_NAME,
+                                     server_certificate=pki["server"].read_bytes(),
+                                     server_key=pki["server_key"].read_bytes(),
+                                     client_ca=pki["ca"].read_bytes()) as fake_server:
+    yield fake_server
+
+
+def tls_client(server, pki, **options) -> client_lib.AutoRecClient:
+  options = {"model_name": MODEL_NAME, "tls": True, "root_certificates": str(pki["ca"]),
+             "server_name_override": SERVER_NAME, "timeout_seconds": 5.0, **options}
+  return client_lib.AutoRecClient(server.target, **options)
+
+
+def test_tls_client_gets_answers_from_a_tls_server(tls_server, pki):
+  with tls_client(tls_server, pki) as autorec_client:
+    np.testing.assert_array_equal(autorec_client.predict(["196", "244"], ["242", "302"]),
+                                  [5.0, 5.0])
+    assert autorec_client.metadata()["version"] == 1
+  # The CA given as PEM bytes rather than a path.
+  with tls_client(tls_server, pki, root_certificates=pki["ca"].read_bytes()) as autorec_client:
+    assert autorec_client.recommend(["196"], k=1)[0].tolist() == [["242"]]
+
+
+def test_plain_client_cannot_talk_to_a_tls_server(tls_server):
+  with client_lib.AutoRecClient(tls_server.target, MODEL_NAME,
+                                timeout_seconds=5.0) as plain_client:
+    with pytest.raises(client_lib.ServerUnavailableError, match="tls=True") as raised:
+      plain_client.predict(["196"], ["242"])
+  assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_tls_client_refuses_a_server_its_ca_did_not_sign(tls_server, pki):
+  with tls_client(tls_server, pki, root_certificates=str(pki["other_client"])) as untrusting:
+    with pytest.raises(client_lib.SecureConnectionError, match="TLS connection to"):
+      untrusting.predict(["196"], ["242"])
+
+
+def test_wrong_server_name_override_fails_clearly(tls_server, pki):
+  with tls_client(tls_server, pki, server_name_override="other.autorec.test") as wrong_name:
+    with pytest.raises(client_lib.SecureConnectionError, match="Hostname Verification"):
+      wrong_name.predict(["196"], ["242"])
+  # Without the override the target's host, 127.0.0.1, is not the certificate's name either.
+  with tls_client(tls_server, pki, server_name_override=None) as no_override:
+    with pytest.raises(client_lib.SecureConnectionError):
+      no_override.predict(["196"], ["242"])
+
+
+def test_mutual_tls_accepts_a_client_certificate_of_the_ca(mtls_server, pki):
+  with tls_client(mtls_server, pki, client_certificate=str(pki["client"]),
+                  client_key=str(pki["client_key"])) as autorec_client:
+    np.testing.assert_array_equal(autorec_client.predict(["196"], ["242"]), [5.0])
+
+
+@pytest.mark.parametrize("certificate", [None, "other_client"],
+                         ids=["no client certificate", "certificate of another CA"])
+def test_mutual_tls_refuses_other_clients_with_a_client_error(mtls_server, pki, certificate):
+  options = {} if certificate is None else {
+      "client_certificate": str(pki[certificate]), "client_key": str(pki[f"{certificate}_key"])}
+  with tls_client(mtls_server, pki, **options) as refused:
+    with pytest.raises(client_lib.SecureConnectionError, match="client_certificate") as raised:
+      refused.predict(["196"], ["242"])
+  # The client's own error, its gRPC cause not chained into the traceback.
+  assert raised.value.__cause__ is None and raised.value.__suppress_context__
+  assert str(raised.value).startswith(f"TLS connection to {mtls_server.target} failed")
+
+
+def test_tls_options_are_validated(pki):
+  with pytest.raises(ValueError, match="root_certificates, server_name_override need tls=True"):
+    client_lib.AutoRecClient("localhost:1", root_certificates=str(pki["ca"]),
+                             server_name_override=SERVER_NAME)
+  with pytest.raises(ValueError, match="both client_certificate and client_key"):
+    client_lib.AutoRecClient("localhost:1", tls=True, client_certificate=str(pki["client"]))
+  with pytest.raises(ValueError, match="cannot read client_key '/no/such/key.pem'"):
+    client_lib.AutoRecClient("localhost:1", tls=True, client_certificate=str(pki["client"]),
+                             client_key="/no/such/key.pem")
+
+
+def test_metadata_reaches_the_server_with_every_call(tls_server, pki):
+  metadata = {"Authorization": SECRET_HEADER_VALUE, "x-tenant": "shop-1"}
+  with tls_client(tls_server, pki, metadata=metadata) as autorec_client:
+    before = len(tls_server.received_metadata)
+    autorec_client.predict(["196"], ["242"])
+    autorec_client.similar_items(["242"])
+    autorec_client.metadata()
+  calls = tls_server.received_metadata[before:]
+  assert len(calls) == 3
+  for received in calls:
+    assert received["authorization"] == SECRET_HEADER_VALUE
+    assert received["x-tenant"] == "shop-1"
+
+
+def test_cli_tls_and_headers(mtls_server, pki, capsys):
+  before = len(mtls_server.received_metadata)
+  exit_code, out, err = run_cli(
+      capsys, f"--server={mtls_server.target}", "--tls", f"--root_certificates={pki['ca']}",
+      f"--client_certificate={pki['client']}", f"--client_key={pki['client_key']}",
+      f"--server_name_override={SERVER_NAME}", f"--header=authorization={SECRET_HEADER_VALUE}",
+      "--header=x-tenant=shop-1", "predict", "--user_id=196", "--item_id=242")
+  assert exit_code == 0, err
+  assert out.splitlines()[1].split() == ["196", "242", "5.0000"]
+  assert mtls_server.received_metadata[before]["authorization"] == SECRET_HEADER_VALUE
+  assert mtls_server.received_metadata[before]["x-tenant"] == "shop-1"
+
+
+def test_no_secret_in_logs_errors_or_repr(tls_server, mtls_server, pki, capfd, caplog):
+  """Neither the client key's contents nor a header value appear in any output or error."""
+  key_pem = pki["client_key"].read_text()
+  key_body = "".join(key_pem.splitlines()[1:-1])
+  secrets = [SECRET_HEADER_VALUE, "tok-7f3a9c1e5b2d4f60", key_body, key_body[:24]]
+  texts = []
+  caplog.set_level(logging.DEBUG)
+  failing_clients = [
+      # A CA that did not sign the server, and a foreign client certificate under mutual TLS.
+      tls_client(tls_server, pki, root_certificates=str(pki["other_client"]),
+                 metadata={"authorization": SECRET_HEADER_VALUE}),
+      tls_client(mtls_server, pki, client_certificate=str(pki["other_client"]),
+                 client_key=str(pki["client_key"]),
+                 metadata=[("authorization", SECRET_HEADER_VALUE)]),
+      tls_client(mtls_server, pki, client_key=pki["client_key"].read_bytes(),
+                 client_certificate=pki["client"].read_bytes(),
+                 metadata={"authorization": SECRET_HEADER_VALUE}, model_name="no_such_model"),
+  ]
+  for autorec_client in failing_clients:
+    texts.append(repr(autorec_client))
+    with autorec_client, pytest.raises(client_lib.ServingError) as raised:
+      autorec_client.predict(["196"], ["242"])
+    texts += [str(raised.value), "".join(traceback.format_exception(raised.value))]
+  for bad_metadata in ({"authorization": SECRET_HEADER_VALUE + "\n"},
+                       {"bad name!": SECRET_HEADER_VALUE}, {SECRET_HEADER_VALUE: "x"}):
+    with pytest.raises(ValueError) as raised:
+      client_lib.AutoRecClient("localhost:1", metadata=bad_metadata)
+    texts.append(str(raised.value))
+  # capfd also captures gRPC's C++ log lines on file descriptor 2.
+  texts += list(run_cli(capfd, f"--server={mtls_server.target}", "--tls",
+                        f"--root_certificates={pki['ca']}",
+                        f"--client_certificate={pki['other_client']}",
+                        f"--client_key={pki['client_key']}",
+                        f"--server_name_override={SERVER_NAME}",
+                        f"--header=authorization={SECRET_HEADER_VALUE}",
+                        "predict", "--user_id=196", "--item_id=242")[1:])
+  # A header given without its name must not be echoed either.
+  texts += list(run_cli(capfd, f"--server={mtls_server.target}",
+                        f"--header={SECRET_HEADER_VALUE}", "metadata")[1:])
+  texts += [record.getMessage() for record in caplog.records]
+  texts += list(capfd.readouterr())
+  assert any("error:" in text for text in texts)
+  for text in texts:
+    for secret in secrets:
+      assert secret not in text

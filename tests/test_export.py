@@ -7,6 +7,8 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -467,6 +469,20 @@ def test_warmup_requests_cover_every_signature_and_replay(exported):
         **{name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()})
 
 
+def test_warmup_requests_stay_within_small_export_limits(small_model, tmp_path):
+  # TF Serving refuses to load a model whose warmup requests fail.
+  path = export.export_model(small_model.model, small_model.layout, export.ExportConfig(
+      export_dir=str(tmp_path), max_batch_size=1, max_rating_slots=1))
+  logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy()) for record in
+          tf.data.TFRecordDataset(os.path.join(path, export.ASSETS_EXTRA, export.WARMUP_FILE))]
+  signatures = tf.saved_model.load(path).signatures
+  for log in logs:
+    request = log.predict_log.request
+    signatures[request.model_spec.signature_name](
+        **{name: tf.make_ndarray(tensor) for name, tensor in request.inputs.items()})
+  assert len(logs) == 8
+
+
 def test_metadata_records_the_model_and_the_callers_facts(exported):
   path = os.path.join(exported.path, export.ASSETS_EXTRA, export.METADATA_FILE)
   with open(path) as f:
@@ -591,3 +607,47 @@ def test_recommendations_beat_popularity_on_ml100k(tmp_path):
   # 0.115 ranked by predicted rating alone, popularity_weight=0).
   assert recall_at_10(recommended["item_ids"].numpy().astype(str), held_out) > popularity
   assert recall_at_10(folded_in, held_out) > popularity
+
+
+_BLOCK_TENSORFLOW_SERVING = '''
+import sys
+
+
+class _BlockTensorflowServing:
+  """Makes tensorflow_serving unimportable, as in an install without the serving extra."""
+
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] == "tensorflow_serving":
+      raise ModuleNotFoundError(f"No module named {name!r}")
+    return None
+
+
+sys.meta_path.insert(0, _BlockTensorflowServing())
+'''
+
+
+def test_plain_install_without_tensorflow_serving_trains_and_exports(tmp_path):
+  blocker = tmp_path / "blocker"
+  blocker.mkdir()
+  (blocker / "sitecustomize.py").write_text(_BLOCK_TENSORFLOW_SERVING)
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{repo}"}
+  probe = subprocess.run([sys.executable, "-c", "import tensorflow_serving.apis"], env=env,
+                         capture_output=True, text=True, timeout=60)
+  assert probe.returncode == 1 and "No module named 'tensorflow_serving" in probe.stderr
+  export_dir = tmp_path / "saved_models"
+  result = subprocess.run(
+      [sys.executable, "-m", "keras_autorec.train", "--dataset=synthetic",
+       "--synthetic_shape=ml100k", "--hidden_units=8", "--epochs=2", "--verbose=0",
+       f"--export_dir={export_dir}", f"--metrics_file={tmp_path / 'metrics.json'}"],
+      cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  version = export_dir / "1"
+  assert (version / "saved_model.pb").is_file()
+  assert (version / export.ASSETS_EXTRA / export.METADATA_FILE).is_file()
+  assert not (version / export.ASSETS_EXTRA / export.WARMUP_FILE).exists()
+  notices = [line for line in (result.stdout + result.stderr).splitlines()
+             if "No warmup requests" in line]
+  assert len(notices) == 1 and "keras-autorec[serving]" in notices[0]
+  assert "rating" in tf.saved_model.load(str(version)).signatures["serving_default"](
+      user_id=tf.constant(["1"]), item_id=tf.constant(["1"]))

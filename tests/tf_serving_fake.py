@@ -4,7 +4,8 @@ It serves one model from `model_base_path/<integer version>/` SavedModels and re
 parts of TF Serving's behaviour a client can observe: version directory discovery, the
 `latest` / `all` / specific version policies, status codes and error messages for unknown
 models, versions, signatures and inputs, the response `model_spec`, and `GetModelMetadata`
-with a packed `SignatureDefMap`.
+with a packed `SignatureDefMap`. Like TF Serving's `--ssl_config_file`, it can listen with TLS
+and require client certificates (mutual TLS); it records the metadata of each call.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
     return self._handle(context, self._get_model_metadata, request)
 
   def _handle(self, context, method, request):
+    self._server.received_metadata.append(dict(context.invocation_metadata()))
     if self._server.delay_seconds:
       time.sleep(self._server.delay_seconds)
     try:
@@ -184,14 +186,27 @@ class FakeTFServing:
       or a sequence of the specific versions to serve.
     delay_seconds: sleep before handling each request, to provoke client deadlines.
     max_workers: threads handling requests concurrently.
+    server_certificate, server_key: PEM bytes; when given, the server listens with TLS only.
+    client_ca: PEM bytes of the CA that must have signed every client's certificate; when
+      given (with TLS), clients without such a certificate are refused (mutual TLS).
   """
 
   def __init__(self, model_base_path: str | pathlib.Path, model_name: str = "autorec",
                version_policy: str | Sequence[int] = "latest", delay_seconds: float = 0.0,
-               max_workers: int = 4):
+               max_workers: int = 4, server_certificate: bytes | None = None,
+               server_key: bytes | None = None, client_ca: bytes | None = None):
+    if (server_certificate is None) != (server_key is None):
+      raise ValueError("TLS needs both server_certificate and server_key")
+    if client_ca is not None and server_certificate is None:
+      raise ValueError("client_ca (mutual TLS) needs server_certificate and server_key")
     self.model_base_path = pathlib.Path(model_base_path)
     self.model_name = model_name
     self.delay_seconds = delay_seconds
+    self._server_certificate = server_certificate
+    self._server_key = server_key
+    self._client_ca = client_ca
+    # The invocation metadata of every call received, oldest first.
+    self.received_metadata: list[dict[str, str]] = []
     self._versions = self._load_versions(version_policy)
     self._max_workers = max_workers
     self._server: grpc.Server | None = None
@@ -249,7 +264,13 @@ class FakeTFServing:
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self._max_workers))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         _PredictionServicer(self), server)
-    self.port = server.add_insecure_port("127.0.0.1:0")
+    if self._server_certificate is None:
+      self.port = server.add_insecure_port("127.0.0.1:0")
+    else:
+      credentials = grpc.ssl_server_credentials(
+          [(self._server_key, self._server_certificate)], root_certificates=self._client_ca,
+          require_client_auth=self._client_ca is not None)
+      self.port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     self._server = server
     return self.port

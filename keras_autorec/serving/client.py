@@ -2,7 +2,10 @@
 
 Usage:
   python -m keras_autorec.serving.client --server=localhost:8500 [--model_name=autorec]
-      [--model_version=N] [--timeout_seconds=10] [--json] COMMAND [command flags]
+      [--model_version=N] [--timeout_seconds=10] [--json] [--rating_scale=1,5]
+      [--tls [--root_certificates=ca.pem] [--client_certificate=client.pem
+      --client_key=client.key] [--server_name_override=NAME]] [--header=KEY=VALUE ...]
+      COMMAND [command flags]
 
 Commands:
   predict --user_id=196,186 --item_id=242,302   rating of each (user, item) pair
@@ -15,8 +18,10 @@ Commands:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import json
+import math
+import os
 import sys
 from typing import Any
 
@@ -33,8 +38,18 @@ DEFAULT_MODEL_NAME = "autorec"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # Top-k answers for large batches easily exceed gRPC's 4 MiB default receive limit.
 DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024
+# Requests are split to stay below TF Serving's 4 MiB default gRPC receive limit.
+DEFAULT_MAX_REQUEST_BYTES = 3 * 1024 * 1024
+# The export's defaults (`keras_autorec.export.ExportConfig`): the most rows of a top-K request
+# and the most (user, rating) slots of a recommend_for_ratings request.
+DEFAULT_MAX_BATCH_SIZE = 1024
+DEFAULT_MAX_RATING_SLOTS = 100_000
 PADDING_ITEM_ID = ""
 _SIGNATURE_DEF_METADATA_FIELD = "signature_def"
+# Room for the request's model spec and tensor headers next to the estimated tensor contents.
+_REQUEST_OVERHEAD_BYTES = 4096
+_TLS_FAILURE_MARKERS = ("ssl", "tls", "handshake", "certificate", "verification",
+                        "socket closed")
 
 
 class ServingError(Exception):
@@ -61,8 +76,19 @@ class DeadlineExceededError(ServingError):
   """The server did not answer within the client's timeout (gRPC DEADLINE_EXCEEDED)."""
 
 
+class SecureConnectionError(ServerUnavailableError):
+  """The TLS handshake failed: untrusted or mismatched certificates, or a refused client."""
+
+
+class InvalidInputError(ServingError, ValueError):
+  """The client rejected the inputs before sending anything (e.g. a non-UTF-8 id, a NaN rating)."""
+
+
 class AutoRecClient:
   """Calls the AutoRec signatures of a model served by TensorFlow Serving over gRPC.
+
+  Large requests are split into several calls, each below `max_request_bytes` and the export's
+  batch limits, and the answers joined, so any batch size works against a default TF Serving.
 
   Args:
     target: `host:port` of TF Serving's gRPC endpoint.
@@ -74,6 +100,23 @@ class AutoRecClient:
     recommend_for_ratings_signature: signature recommending from a new user's ratings.
     similar_items_signature: signature finding the top-K most similar items.
     max_receive_message_bytes: largest response accepted.
+    tls: connect with TLS (TF Serving's `--ssl_config_file`) instead of in plain text.
+    root_certificates: PEM CA bundle (a file path, or the PEM bytes) that signed the server's
+      certificate; None trusts the system's roots. TLS only.
+    client_certificate, client_key: PEM certificate chain and private key (file paths or bytes)
+      that authenticate this client to a server requiring client certificates (mutual TLS).
+    server_name_override: the host name the server's certificate must name, when it is not the
+      target's host (e.g. test certificates, or an IP address target). TLS only.
+    metadata: headers sent with every call, e.g. {"authorization": "Bearer ..."} for a gateway;
+      names are case-insensitive (sent lowercase). Their values are never logged or shown.
+    max_request_bytes: the largest request sent; larger batches are split (TF Serving refuses
+      requests above 4 MiB unless started with a larger `--grpc_max_receive_message_length`).
+    max_batch_size: the most rows of a recommend, recommend_for_ratings or similar_items call;
+      the export's `max_batch_size`.
+    max_rating_slots: the most (user, rating) slots, padding included, of a recommend_for_ratings
+      call; the export's `max_rating_slots`.
+    rating_scale: (lowest, highest) rating the model was trained on; when given, out-of-scale
+      ratings are rejected before sending (the server rejects them anyway).
   """
 
   def __init__(self, target: str, model_name: str = DEFAULT_MODEL_NAME,
@@ -82,9 +125,26 @@ class AutoRecClient:
                recommend_signature: str = "recommend",
                recommend_for_ratings_signature: str = "recommend_for_ratings",
                similar_items_signature: str = "similar_items",
-               max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES):
+               max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+               tls: bool = False,
+               root_certificates: str | os.PathLike | bytes | None = None,
+               client_certificate: str | os.PathLike | bytes | None = None,
+               client_key: str | os.PathLike | bytes | None = None,
+               server_name_override: str | None = None,
+               metadata: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+               max_rating_slots: int = DEFAULT_MAX_RATING_SLOTS,
+               rating_scale: tuple[float, float] | None = None):
     if timeout_seconds <= 0:
       raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+    for name, limit in (("max_request_bytes", max_request_bytes),
+                        ("max_batch_size", max_batch_size),
+                        ("max_rating_slots", max_rating_slots)):
+      if limit < 1:
+        raise ValueError(f"{name} must be positive, got {limit}")
+    if rating_scale is not None and not rating_scale[0] < rating_scale[1]:
+      raise ValueError(f"rating_scale must be (lowest, highest), got {rating_scale}")
     self.target = target
     self.model_name = model_name
     self.version = version
@@ -93,9 +153,34 @@ class AutoRecClient:
     self.recommend_signature = recommend_signature
     self.recommend_for_ratings_signature = recommend_for_ratings_signature
     self.similar_items_signature = similar_items_signature
-    self._channel = grpc.insecure_channel(
-        target, options=[("grpc.max_receive_message_length", max_receive_message_bytes)])
+    self.tls = tls
+    self.max_request_bytes = max_request_bytes
+    self.max_batch_size = max_batch_size
+    self.max_rating_slots = max_rating_slots
+    self.rating_scale = None if rating_scale is None else tuple(map(float, rating_scale))
+    self._metadata = _call_metadata(metadata)
+    options = [("grpc.max_receive_message_length", max_receive_message_bytes)]
+    if tls:
+      if server_name_override:
+        options.append(("grpc.ssl_target_name_override", server_name_override))
+      credentials = _channel_credentials(root_certificates, client_certificate, client_key)
+      self._channel = grpc.secure_channel(target, credentials, options=options)
+    else:
+      given = [name for name, value in (("root_certificates", root_certificates),
+                                        ("client_certificate", client_certificate),
+                                        ("client_key", client_key),
+                                        ("server_name_override", server_name_override))
+               if value is not None]
+      if given:
+        raise ValueError(f"{', '.join(given)} need tls=True")
+      self._channel = grpc.insecure_channel(target, options=options)
     self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+  def __repr__(self) -> str:
+    # Header values (tokens) and key material stay out: only the header names are shown.
+    headers = sorted({key for key, _ in self._metadata})
+    return (f"AutoRecClient(target={self.target!r}, model_name={self.model_name!r}, "
+            f"version={self.version}, tls={self.tls}, headers={headers})")
 
   def close(self) -> None:
     """Close the gRPC channel."""
@@ -114,7 +199,10 @@ class AutoRecClient:
     if len(user_ids) != len(item_ids):
       raise ValueError(f"user_ids and item_ids must have the same length, "
                        f"got {len(user_ids)} and {len(item_ids)}")
-    outputs = self._predict(self.predict_signature, {"user_id": user_ids, "item_id": item_ids})
+    # serving_default has no row limit (its memory is linear in the batch), only the size one.
+    outputs = self._predict_in_chunks(
+        self.predict_signature, _id_bytes(user_ids) + _id_bytes(item_ids), len(user_ids),
+        lambda rows: {"user_id": user_ids[rows], "item_id": item_ids[rows]})
     return self._output(outputs, "rating", self.predict_signature).astype(np.float32)
 
   def recommend(self, user_ids: Sequence[str], k: int | None = None,
@@ -125,8 +213,10 @@ class AutoRecClient:
     `ratings` output; `scores` are what the list is ranked by, see `keras_autorec.export`).
     """
     _check_k(k)
-    outputs = self._predict(self.recommend_signature,
-                            {"user_id": _as_id_vector(user_ids, "user_ids")})
+    user_ids = _as_id_vector(user_ids, "user_ids")
+    outputs = self._predict_in_chunks(
+        self.recommend_signature, _id_bytes(user_ids), self.max_batch_size,
+        lambda rows: {"user_id": user_ids[rows]})
     return self._top_k(outputs, k, self.recommend_signature, with_ratings)
 
   def recommend_for_ratings(self, item_ids: Sequence[Sequence[str]],
@@ -136,7 +226,8 @@ class AutoRecClient:
     """Top-k (item_ids, scores) for users given only as their ratings, one list per user.
 
     Users may have different numbers of ratings: the lists are padded client-side with the
-    empty item id, which the model treats as padding (so it may also appear in the input).
+    empty item id, which the model treats as padding (so it may also appear in the input, with
+    any rating). Every other rating must be finite (and within `rating_scale`, when given).
     `with_ratings` adds the listed items' predicted ratings, as in `recommend`.
     """
     _check_k(k)
@@ -150,23 +241,36 @@ class AutoRecClient:
     for user, (ids, values) in enumerate(zip(user_item_ids, user_ratings)):
       if len(ids) != len(values):
         raise ValueError(f"user {user} has {len(ids)} item ids but {len(values)} ratings")
-    # A zero-width batch would not match a model expecting at least one column.
-    width = max([1] + [len(ids) for ids in user_item_ids])
-    padded_item_ids = np.full((len(user_item_ids), width), PADDING_ITEM_ID, dtype=object)
-    padded_ratings = np.zeros((len(user_item_ids), width), dtype=np.float32)
-    for user, (ids, values) in enumerate(zip(user_item_ids, user_ratings)):
-      padded_item_ids[user, :len(ids)] = ids
-      padded_ratings[user, :len(values)] = values
-    outputs = self._predict(self.recommend_for_ratings_signature,
-                            {"item_ids": padded_item_ids, "ratings": padded_ratings})
+      self._check_ratings(user, ids, values)
+    lengths = np.array([len(ids) for ids in user_item_ids], dtype=np.int64)
+    row_bytes = np.array([_id_bytes(ids).sum() + 4 * len(ids) for ids in user_item_ids],
+                         dtype=np.int64)
+
+    def inputs(rows: slice) -> dict[str, np.ndarray]:
+      # Padded to the chunk's longest list; a zero-width batch would not match a model
+      # expecting at least one column.
+      width = max([1] + [len(ids) for ids in user_item_ids[rows]])
+      padded_item_ids = np.full((len(user_item_ids[rows]), width), PADDING_ITEM_ID,
+                                dtype=object)
+      padded_ratings = np.zeros(padded_item_ids.shape, dtype=np.float32)
+      for user, (ids, values) in enumerate(zip(user_item_ids[rows], user_ratings[rows])):
+        padded_item_ids[user, :len(ids)] = ids
+        # Padding slots may hold anything (NaN included); the model ignores them.
+        padded_ratings[user, :len(values)] = np.where(ids == PADDING_ITEM_ID, 0.0, values)
+      return {"item_ids": padded_item_ids, "ratings": padded_ratings}
+
+    outputs = self._predict_in_chunks(self.recommend_for_ratings_signature, row_bytes,
+                                      self.max_batch_size, inputs, lengths)
     return self._top_k(outputs, k, self.recommend_for_ratings_signature, with_ratings)
 
   def similar_items(self, item_ids: Sequence[str],
                     k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k most similar (item_ids str [B, k], scores float32 [B, k]) for each item."""
     _check_k(k)
-    outputs = self._predict(self.similar_items_signature,
-                            {"item_id": _as_id_vector(item_ids, "item_ids")})
+    item_ids = _as_id_vector(item_ids, "item_ids")
+    outputs = self._predict_in_chunks(
+        self.similar_items_signature, _id_bytes(item_ids), self.max_batch_size,
+        lambda rows: {"item_id": item_ids[rows]})
     return self._top_k(outputs, k, self.similar_items_signature)
 
   def metadata(self) -> dict[str, Any]:
@@ -207,28 +311,91 @@ class AutoRecClient:
     if signature_name is not None:
       model_spec.signature_name = signature_name
 
-  def _predict(self, signature_name: str,
-               inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  def _check_ratings(self, user: int, ids: np.ndarray, values: np.ndarray) -> None:
+    """Rejects a non-finite or out-of-scale rating of a real (non-padding) item."""
+    low, high = self.rating_scale or (-np.inf, np.inf)
+    bad = (ids != PADDING_ITEM_ID) & ~(np.isfinite(values) & (values >= low) & (values <= high))
+    if bad.any():
+      position = int(np.flatnonzero(bad)[0])
+      expected = (f"within rating_scale [{low:g}, {high:g}]" if self.rating_scale
+                  else "a finite number")
+      raise InvalidInputError(f"ratings[{user}][{position}] (item {ids[position]!r}) must be "
+                              f"{expected}, got {values[position]}")
+
+  def _predict_in_chunks(self, signature_name: str, row_bytes: np.ndarray, max_rows: int,
+                         inputs: Callable[[slice], Mapping[str, np.ndarray]],
+                         row_slots: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Calls the signature on consecutive row ranges and joins the outputs along the rows.
+
+    A range holds at most `max_rows` rows, `max_rating_slots` padded slots when `row_slots`
+    (each row's list length) is given, and about `max_request_bytes` by `row_bytes`, the
+    estimated bytes of each row; a request that still exceeds the limit is halved.
+    """
+    num_rows = len(row_bytes)
+    max_rows = max(1, max_rows)
+    budget = max(1, self.max_request_bytes - _REQUEST_OVERHEAD_BYTES)
+    cumulative_bytes = np.concatenate([[0], np.cumsum(row_bytes)])
+    chunks, start = [], 0
+    while start < num_rows or not chunks:
+      end = min(num_rows, start + max_rows,
+                int(np.searchsorted(cumulative_bytes, cumulative_bytes[start] + budget,
+                                    side="right")) - 1)
+      end = max(end, start + 1) if num_rows else 0
+      if row_slots is not None:
+        # Padding makes a range cost (rows x its longest list, at least 1) slots.
+        while end - start > 1 and (end - start) * max(1, row_slots[start:end].max()) > \
+            self.max_rating_slots:
+          end = start + (end - start) // 2
+        if num_rows and row_slots[start] > self.max_rating_slots:
+          raise InvalidInputError(f"user {start} has {row_slots[start]} ratings, more than "
+                                  f"max_rating_slots={self.max_rating_slots} of the export")
+      chunks.append(slice(start, end))
+      start = end
+    outputs = [self._predict_rows(signature_name, inputs, rows) for rows in chunks]
+    return {name: np.concatenate([output[name] for output in outputs])
+            for name in outputs[0]}
+
+  def _predict_rows(self, signature_name: str,
+                    inputs: Callable[[slice], Mapping[str, np.ndarray]],
+                    rows: slice) -> dict[str, np.ndarray]:
     request = predict_pb2.PredictRequest()
     self._fill_model_spec(request.model_spec, signature_name)
-    for name, value in inputs.items():
+    for name, value in inputs(rows).items():
       request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    size = request.ByteSize()
+    if size > self.max_request_bytes:
+      if rows.stop - rows.start <= 1:
+        raise InvalidInputError(f"row {rows.start} alone makes a {size}-byte {signature_name} "
+                                f"request, more than max_request_bytes={self.max_request_bytes}")
+      middle = (rows.start + rows.stop) // 2
+      halves = [self._predict_rows(signature_name, inputs, part)
+                for part in (slice(rows.start, middle), slice(middle, rows.stop))]
+      return {name: np.concatenate([half[name] for half in halves]) for name in halves[0]}
     response = self._call(self._stub.Predict, request, f"Predict({signature_name})")
     return {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
 
   def _call(self, method, request, description: str):
     try:
-      return method(request, timeout=self.timeout_seconds)
+      return method(request, timeout=self.timeout_seconds, metadata=self._metadata)
     except grpc.RpcError as error:
-      raise self._to_serving_error(error, description) from error
+      raise self._to_serving_error(error, description) from None
 
   def _to_serving_error(self, error: grpc.RpcError, description: str) -> ServingError:
     code = error.code()
     details = error.details()
     version = "latest" if self.version is None else self.version
     if code == grpc.StatusCode.UNAVAILABLE:
+      lowered = (details or "").lower()
+      # A server refusing the client's certificate just closes the socket after the handshake.
+      if self.tls and any(marker in lowered for marker in _TLS_FAILURE_MARKERS):
+        return SecureConnectionError(
+            f"TLS connection to {self.target} failed: {details}. Check root_certificates (the "
+            f"CA that signed the server's certificate), server_name_override (a name in that "
+            f"certificate) and, if the server requires client certificates, client_certificate "
+            f"and client_key (signed by a CA the server trusts)", code)
+      hint = "" if self.tls else " (if the server uses TLS, connect with tls=True / --tls)"
       return ServerUnavailableError(
-          f"TensorFlow Serving at {self.target} is unavailable: {details}", code)
+          f"TensorFlow Serving at {self.target} is unavailable: {details}{hint}", code)
     if code == grpc.StatusCode.NOT_FOUND:
       return ModelNotFoundError(f"model {self.model_name!r} version {version} is not served at "
                                 f"{self.target}: {details}", code)
@@ -273,11 +440,67 @@ def _as_id_vector(ids: Sequence[str], what: str) -> np.ndarray:
   array = np.asarray(ids, dtype=object)
   if array.ndim != 1:
     raise ValueError(f"{what} must be a flat sequence of ids, got shape {array.shape}")
-  for id_ in array:
+  strings = []
+  for position, id_ in enumerate(array):
     if not isinstance(id_, (str, bytes, int, np.integer)):
       raise TypeError(f"{what} must hold str, bytes or int ids, got {id_!r}")
-  return np.asarray([id_.decode() if isinstance(id_, bytes) else str(id_) for id_ in array],
-                    dtype=object)
+    try:
+      # Ids travel as UTF-8; a str with lone surrogates has no UTF-8 form either.
+      strings.append(id_.decode("utf-8") if isinstance(id_, bytes)
+                     else str(id_).encode("utf-8").decode("utf-8"))
+    except UnicodeError:
+      raise InvalidInputError(f"{what}[{position}] is not valid UTF-8: {id_!r}") from None
+  return np.asarray(strings, dtype=object)
+
+
+def _id_bytes(ids: np.ndarray) -> np.ndarray:
+  """Serialized bytes of each id in a string TensorProto: a tag, a varint length, the bytes.
+
+  3 bytes of framing are exact up to 16 KiB ids; the request is measured before sending anyway.
+  """
+  return np.fromiter((len(id_.encode("utf-8")) + 3 for id_ in ids), dtype=np.int64,
+                     count=len(ids))
+
+
+def _call_metadata(metadata) -> tuple[tuple[str, str], ...]:
+  """Headers as gRPC metadata: lowercase ASCII names with str values."""
+  pairs = list((metadata or {}).items()) if isinstance(metadata, Mapping) \
+      else list(metadata or ())
+  headers = []
+  for position, pair in enumerate(pairs):
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+        or not all(isinstance(part, str) for part in pair)):
+      raise TypeError(f"metadata entry {position} must be a (name, value) pair of str")
+    name = pair[0].lower()
+    # Neither part is shown: a misplaced token could stand in either.
+    if not name or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
+      raise ValueError(f"the name of metadata entry {position} must be ASCII letters, digits, "
+                       f"'-', '_' or '.'")
+    if not pair[1].isascii() or not pair[1].isprintable():
+      raise ValueError(f"the value of metadata {name!r} must be printable ASCII")
+    headers.append((name, pair[1]))
+  return tuple(headers)
+
+
+def _read_pem(value: str | os.PathLike | bytes | None, what: str) -> bytes | None:
+  """PEM bytes given directly or read from a file; errors name the file, never its contents."""
+  if value is None or isinstance(value, bytes):
+    return value
+  try:
+    with open(value, "rb") as pem_file:
+      return pem_file.read()
+  except OSError as error:
+    raise ValueError(f"cannot read {what} {os.fspath(value)!r}: {error.strerror}") from None
+
+
+def _channel_credentials(root_certificates, client_certificate,
+                         client_key) -> grpc.ChannelCredentials:
+  if (client_certificate is None) != (client_key is None):
+    raise ValueError("mutual TLS needs both client_certificate and client_key")
+  return grpc.ssl_channel_credentials(
+      root_certificates=_read_pem(root_certificates, "root_certificates"),
+      private_key=_read_pem(client_key, "client_key"),
+      certificate_chain=_read_pem(client_certificate, "client_certificate"))
 
 
 def _decode_ids(ids: np.ndarray) -> np.ndarray:
@@ -333,6 +556,25 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                     flag_values=flag_values)
   flags.DEFINE_integer("k", None, "Number of items to return; default: all exported.",
                        lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_list("rating_scale", None, "lowest,highest rating of the model, e.g. 1,5: "
+                    "--ratings outside it are rejected before sending.", flag_values=flag_values)
+  flags.DEFINE_integer("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES,
+                       "Largest request sent; larger batches are split.", lower_bound=1,
+                       flag_values=flag_values)
+  flags.DEFINE_bool("tls", False, "Connect with TLS.", flag_values=flag_values)
+  flags.DEFINE_string("root_certificates", None, "PEM CA bundle file that signed the server's "
+                      "certificate; default: the system's roots. With --tls.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("client_certificate", None, "PEM client certificate file, for servers "
+                      "that require one (mutual TLS). With --tls and --client_key.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("client_key", None, "PEM private key file of --client_certificate.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("server_name_override", None, "Host name the server's certificate must "
+                      "name, if not --server's host. With --tls.", flag_values=flag_values)
+  flags.DEFINE_multi_string("header", [], "KEY=VALUE header sent with every call (repeatable), "
+                            "e.g. authorization=Bearer ...; values are never printed.",
+                            flag_values=flag_values)
 
 
 def run_command(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
@@ -340,9 +582,16 @@ def run_command(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
   try:
     command = _parse_command(argv, flag_values)
     with AutoRecClient(flag_values.server, flag_values.model_name, flag_values.model_version,
-                       flag_values.timeout_seconds) as client:
+                       flag_values.timeout_seconds, tls=flag_values.tls,
+                       root_certificates=flag_values.root_certificates,
+                       client_certificate=flag_values.client_certificate,
+                       client_key=flag_values.client_key,
+                       server_name_override=flag_values.server_name_override,
+                       metadata=_parse_headers(flag_values.header),
+                       max_request_bytes=flag_values.max_request_bytes,
+                       rating_scale=_parse_rating_scale(flag_values.rating_scale)) as client:
       result = _run(client, command, flag_values)
-  except (CommandLineError, ServingError, ValueError) as error:
+  except (CommandLineError, ServingError, ValueError, TypeError) as error:
     # Server details can span lines (TensorFlow op errors); keep the message to one line.
     print("error: " + " ".join(str(error).split()), file=sys.stderr)
     return 2 if isinstance(error, CommandLineError) else 1
@@ -373,13 +622,36 @@ def _parse_ratings(pairs: Sequence[str]) -> tuple[list[str], list[float]]:
   for pair in pairs:
     item_id, separator, rating = pair.rpartition(":")
     try:
-      if not separator or not item_id:
+      if not separator or not item_id or not math.isfinite(float(rating)):
         raise ValueError
       ratings.append(float(rating))
     except ValueError:
-      raise CommandLineError(f"--ratings entries must be item_id:rating, got {pair!r}") from None
+      raise CommandLineError(f"--ratings entries must be item_id:rating with a finite rating, "
+                             f"got {pair!r}") from None
     item_ids.append(item_id)
   return item_ids, ratings
+
+
+def _parse_rating_scale(bounds: Sequence[str] | None) -> tuple[float, float] | None:
+  if bounds is None:
+    return None
+  try:
+    low, high = map(float, bounds)
+  except ValueError:
+    raise CommandLineError(f"--rating_scale must be lowest,highest, got "
+                           f"{','.join(bounds)!r}") from None
+  return low, high
+
+
+def _parse_headers(headers: Sequence[str]) -> list[tuple[str, str]]:
+  pairs = []
+  for position, header in enumerate(headers, start=1):
+    name, separator, value = header.partition("=")
+    if not separator or not name.strip():
+      # The entry may be a token given without its name: it is not echoed.
+      raise CommandLineError(f"--header number {position} must be KEY=VALUE")
+    pairs.append((name.strip(), value))
+  return pairs
 
 
 def _run(client: AutoRecClient, command: str, flag_values: flags.FlagValues) -> Any:
