@@ -1,5 +1,6 @@
 """Tests for keras_autorec.cli_flags: the grouped --help of every command line."""
 
+import os
 import re
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import pytest
 from absl import flags
 
-from keras_autorec import cli_flags, experiments, train
+from keras_autorec import cli_flags, experiments, quiet_tensorflow, train
 
 REPO = __file__.rsplit("/tests/", 1)[0]
 
@@ -42,7 +43,9 @@ def test_groups_of_one_title_are_merged_in_first_order():
 @pytest.mark.parametrize("command", ["keras_autorec.train", "keras_autorec.evaluate",
                                      "pipelines.local_runner"])
 def test_help_of_the_command_line_is_grouped_and_quiet(command):
-  result = subprocess.run([sys.executable, "-m", command, "--help"], cwd=REPO,
+  # As a user runs it: importing keras_autorec.train here set the variable in this process.
+  env = {k: v for k, v in os.environ.items() if k != quiet_tensorflow.TF_LOG_LEVEL}
+  result = subprocess.run([sys.executable, "-m", command, "--help"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=True)
   for title in ("data", "split"):
     assert f"\n{title} flags:\n" in result.stdout
