@@ -317,8 +317,11 @@ def _hybrid_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: 
 
   Gather-dots in `compute_dtype`, the GEMM too where it multiplies natively; float32 dots. When
   every column is dense, the split into two sets of pairs and the gather-dots' transposed kernel
-  are skipped. Both loops always run (the gather-dots then over no pairs): a while loop inside a
-  tf.cond makes Grappler's dependency optimizer fail its topological sort and skip the graph.
+  are skipped. Both loops always run (the gather-dots then over no pairs) and the conds hold no
+  loop: a block's shapes are static in the first trace, so Grappler folds the predicate to a
+  constant, and a while loop in the branch that folding makes dead fails its dependency
+  optimizer's topological sort (`dependency_optimizer.cc ... topological sort failed`, logged on
+  ML-1M), which then leaves the training step unoptimised.
   """
   gemm_dtype = compute_dtype if native_matmul(compute_dtype) else tf.float32
   num_columns = tf.shape(kernel)[1]

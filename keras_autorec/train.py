@@ -42,15 +42,24 @@ flags.DEFINE_string("metrics_file", None, "Where to write the metrics as JSON.")
 
 
 def _previous_data(export_dir: str, data_config: sources.DataConfig) -> str:
-  """' (version N was trained on X)' when the newest version holds other data, else ''."""
+  """' (version N was trained on X)' when the newest version holds other data, else ''.
+
+  Data are the same when their names (`export.data_name`) and ratings files are: another copy of
+  the same release (a different --data_dir) serves the same ids.
+  """
   versions = export.existing_versions(export_dir)
   if not versions:
     return ""
-  data = export.version_metadata(os.path.join(export_dir, str(versions[-1]))).get("data")
-  if data == dataclasses.asdict(data_config):
-    return ""
-  previous = export.data_name(data) if data else "unrecorded data"
-  return f" (version {versions[-1]} was trained on {previous})"
+  previous = export.version_metadata(os.path.join(export_dir, str(versions[-1]))).get("data")
+  if not previous:
+    return f" (version {versions[-1]} records no data)"
+  current = dataclasses.asdict(data_config)
+  name = export.data_name(previous)
+  if name == export.data_name(current):
+    if previous.get("ratings_file") == current.get("ratings_file"):
+      return ""
+    name += f" ({previous.get('ratings_file')})"
+  return f" (version {versions[-1]} was trained on {name})"
 
 
 def run(data_config: sources.DataConfig, split_config: SplitConfig,

@@ -270,8 +270,8 @@ def fit_on_train_and_validation(split: RatingsSplit, model_config: ModelConfig,
   test. Checkpoints go to `model_dir/refit`, apart from the early-stopping run's.
   """
   model_dir = train_config.model_dir and os.path.join(train_config.model_dir, "refit")
-  progress.announce(f"refitting on train + validation for {max(1, epochs)} epochs",
-                    train_config.verbose)
+  progress.announce(f"refitting on train + validation for {max(1, epochs)} epoch"
+                    + ("s" if epochs > 1 else ""), train_config.verbose)
   return fit(merge_validation_into_train(split), model_config,
              dataclasses.replace(train_config, epochs=max(1, epochs), model_dir=model_dir))
 
