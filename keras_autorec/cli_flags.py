@@ -3,9 +3,19 @@
 Each `define_*` function is idempotent, so several command-line modules (train, evaluate,
 experiments, the pipeline runner) can be imported into one process without clashing. Only
 command-line `main`s read flags; the library takes the dataclasses.
+
+absl's `--help` lists only flags defined in the main module, so every `define_*` returns its
+`HelpGroup` and each command passes its groups to `flags_parser`, whose `--help` lists them all,
+group by group, with defaults; `--helpfull` is absl's.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
@@ -14,9 +24,39 @@ from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, SplitConfig
 
 FLAGS = flags.FLAGS
+HELP_ARGUMENTS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
+HELP_WIDTH = 98
+
+
+@dataclasses.dataclass(frozen=True)
+class HelpGroup:
+  """A titled group of flag names, as `--help` lists them."""
+
+  title: str
+  names: tuple[str, ...]
+
+
+_defining: list[list[str]] = []  # Names defined by the define_* calls in progress.
+
+
+def _help_group(title: str):
+  """Makes a define_* function return the HelpGroup of the flags it defines."""
+  def decorate(define: Callable[..., None]) -> Callable[..., HelpGroup]:
+    @functools.wraps(define)
+    def define_group(*args, **kwargs) -> HelpGroup:
+      _defining.append([])
+      try:
+        define(*args, **kwargs)
+      finally:
+        names = _defining.pop()
+      return HelpGroup(title, tuple(names))
+    return define_group
+  return decorate
 
 
 def _define(kind: str, name: str, default, help_text: str, enum_values=None) -> None:
+  if _defining:
+    _defining[-1].append(name)
   if name in FLAGS:
     return
   if kind == "enum":
@@ -25,6 +65,7 @@ def _define(kind: str, name: str, default, help_text: str, enum_values=None) -> 
     getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
 
 
+@_help_group("data")
 def define_data_flags() -> None:
   """Flags of `sources.DataConfig`: which ratings to load and how to parse them."""
   _define("enum", "dataset", "ml100k", "Which ratings.", enum_values=list(sources.DATASETS))
@@ -51,6 +92,7 @@ def define_data_flags() -> None:
   _define("integer", "data_seed", 0, "--dataset=synthetic: seed of the generated ratings.")
 
 
+@_help_group("split")
 def define_split_flags() -> None:
   """Flags of `SplitConfig`."""
   _define("string", "split", "random", "random (paper: 90/10, 10% of train for validation), an "
@@ -62,12 +104,14 @@ def define_split_flags() -> None:
   _define("integer", "seed", 0, "Seeds the split, the weights and the shuffling.")
 
 
+@_help_group("split")
 def define_repeats_flag(default: int = 1) -> None:
   """--repeats: how many seeds (seed, seed + 1, ...) to run and summarise."""
   _define("integer", "repeats", default, "Runs with seeds seed..seed+repeats-1 and reports the "
           "mean and 95% confidence interval.")
 
 
+@_help_group("training")
 def define_refit_flag() -> None:
   """--refit: after early stopping, retrain on train + validation for the chosen epochs."""
   _define("boolean", "refit", True, "After early stopping on validation, retrain on train + "
@@ -75,6 +119,7 @@ def define_refit_flag() -> None:
           "model's.")
 
 
+@_help_group("model")
 def define_model_flags() -> None:
   """Flags of `training.ModelConfig`."""
   _define("enum", "model", "item", "I-AutoRec (item rows) or U-AutoRec (user rows).",
@@ -88,6 +133,7 @@ def define_model_flags() -> None:
   _define("float", "input_dropout", 0.0, "Dropout rate on inputs (denoising).")
 
 
+@_help_group("training")
 def define_train_flags() -> None:
   """Flags of `training.TrainConfig`."""
   defaults = training.TrainConfig
@@ -105,7 +151,8 @@ def define_train_flags() -> None:
           "without training ratings.")
   _define("string", "model_dir", None, "Checkpoints and TensorBoard logs; rerunning with the "
           "same model_dir resumes.")
-  _define("integer", "verbose", 1, "0 silent, 1 progress bar, 2 one line per epoch.")
+  _define("integer", "verbose", 1, "0 silent; 1 a live progress line on a terminal, one line "
+          "per epoch otherwise (a log file, CI); 2 one line per epoch.")
   _define("enum", "execution", defaults.execution, "dense (per-batch dense rows), sparse "
           "(O(nnz x k) epochs, for large data) or auto (sparse when rows x columns is large).",
           enum_values=["auto", "dense", "sparse"])
@@ -151,3 +198,35 @@ def train_config() -> training.TrainConfig:
       mixed_precision=FLAGS.mixed_precision, strategy=FLAGS.strategy, model_dir=FLAGS.model_dir,
       seed=FLAGS.seed, default_rating=FLAGS.default_rating, verbose=FLAGS.verbose,
       execution=FLAGS.execution)
+
+
+def _flag_help(name: str) -> str:
+  """One flag as absl's --help renders it: name, help, then the default."""
+  flag = FLAGS[name]
+  usage = f"--[no]{name}" if flag.boolean else f"--{name}"
+  default = "none" if flag.default_as_str is None else flag.default_as_str
+  # An enum flag's help already starts with <value|...>, as absl's own --help shows it.
+  lines = textwrap.wrap(f"{usage}: {flag.help}", HELP_WIDTH, initial_indent="  ",
+                        subsequent_indent="    ")
+  return "\n".join([*lines, f"    (default: {default})"])
+
+
+def grouped_help(groups: Sequence[HelpGroup]) -> str:
+  """The flags of `groups`, under each title (groups of one title merged, in first order)."""
+  names_by_title: dict[str, list[str]] = {}
+  for group in groups:
+    names_by_title.setdefault(group.title, []).extend(group.names)
+  return "\n\n".join(f"{title} flags:\n" + "\n".join(_flag_help(name) for name in names)
+                     for title, names in names_by_title.items())
+
+
+def flags_parser(groups: Sequence[HelpGroup], doc: str) -> Callable[[list[str]], list[str]]:
+  """An `app.run` flags parser whose --help prints `doc` and the grouped flags, then exits."""
+  def parse(argv: list[str]) -> list[str]:
+    arguments = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if any(argument in HELP_ARGUMENTS for argument in arguments):
+      print(f"{doc.strip()}\n\n{grouped_help(groups)}\n\nAll flags, absl's and "
+            "TensorFlow's included: --helpfull")
+      sys.exit(0)
+    return app.parse_flags_with_usage(argv)
+  return parse

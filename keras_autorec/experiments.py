@@ -1,4 +1,4 @@
-"""Reproduces the AutoRec paper's comparisons: Markdown, CSV and PNG results with 95% CIs.
+r"""Reproduces the AutoRec paper's comparisons: Markdown, CSV and PNG results with 95% CIs.
 
   python -m keras_autorec.experiments orientation --dataset=ml100k --data_dir=../shared/data \
       --repeats=5 --results_dir=results/ml100k
@@ -15,6 +15,9 @@ each on two shared cores, mostly the per-epoch validation pass).
 """
 
 from __future__ import annotations
+
+# First, before anything imports TensorFlow.
+from keras_autorec import quiet_tensorflow  # noqa: F401  pylint: disable=unused-import
 
 import csv
 import dataclasses
@@ -303,12 +306,12 @@ def run_experiment(name: str, config: ExperimentConfig, runner: Runner | None = 
 
 FLAGS = flags.FLAGS
 
-cli_flags.define_data_flags()
-cli_flags.define_split_flags()
-cli_flags.define_repeats_flag(default=5)
-cli_flags.define_model_flags()
-cli_flags.define_train_flags()
-cli_flags.define_refit_flag()
+HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
+               cli_flags.define_repeats_flag(default=5), cli_flags.define_model_flags(),
+               cli_flags.define_train_flags(), cli_flags.define_refit_flag(),
+               cli_flags.HelpGroup("experiments", ("results_dir", "hidden_units_grid",
+                                                   "mf_factors", "mf_l2_weights",
+                                                   "mf_optimizers"))]
 flags.DEFINE_string("results_dir", "results", "Where results and the run cache go.")
 flags.DEFINE_list("hidden_units_grid", [str(k) for k in DEFAULT_HIDDEN_UNITS_GRID],
                   "k values of the hidden_units experiment (paper: 10,20,40,80,100,200,300,400,"
@@ -343,4 +346,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli_flags.flags_parser(HELP_GROUPS, __doc__))

@@ -76,6 +76,7 @@ SIGNATURE_NAMES = ("serving_default", "recommend", "recommend_for_ratings", "sim
 PADDING_ID = ""
 ASSETS_EXTRA = "assets.extra"
 METADATA_FILE = "metadata.json"
+EXPORT_BASE = "saved_models"  # Default parent of the model base paths.
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a model with more warmup records.
 _PARTIAL_PREFIX = ".partial-"
@@ -599,6 +600,32 @@ def existing_versions(export_dir: str) -> list[int]:
     return []
   return sorted(int(name) for name in os.listdir(export_dir)
                 if re.fullmatch(r"\d+", name) and os.path.isdir(os.path.join(export_dir, name)))
+
+
+def data_name(data: dict) -> str:
+  """A short name for the data of a `sources.DataConfig` (as a dict): a model name for TF Serving.
+
+  The dataset, or for csv the ratings file's name without extension, or synthetic_<shape>.
+  """
+  if data.get("dataset") == "csv" and data.get("ratings_file"):
+    return os.path.splitext(os.path.basename(data["ratings_file"]))[0]
+  if data.get("dataset") == "synthetic":
+    return f"synthetic_{data.get('synthetic_shape')}"
+  return str(data.get("dataset"))
+
+
+def default_export_dir(data: dict) -> str:
+  """saved_models/<data name> (see `data_name`): each data set gets its own TF Serving model."""
+  return os.path.join(EXPORT_BASE, data_name(data))
+
+
+def version_metadata(version_dir: str) -> dict:
+  """The `assets.extra/metadata.json` of an exported version; {} if it has none."""
+  path = os.path.join(version_dir, ASSETS_EXTRA, METADATA_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
 
 
 def _fsync_tree(directory: str) -> None:

@@ -9,7 +9,6 @@ weights kept) as `keras_autorec.training.fit`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -196,17 +195,19 @@ def fit_lbfgs(split: RatingsSplit, model_config: training.ModelConfig,
   early_stopping.set_model(model)
   model.stop_training = False
   has_validation = validation_targets.nnz > 0
+  report = early_stopping.progress(train_config)
+  report.on_train_begin()
   for epoch in range(train_config.epochs):
     loss = minimizer.step()
     logs = {"loss": loss}
     if has_validation:
       logs["val_rmse"] = float(validation_rmse())
     early_stopping.on_epoch_end(epoch, logs)
-    if train_config.verbose:
-      logging.info("L-BFGS epoch %d: %s", epoch + 1, logs)
+    report.on_epoch_end(epoch, logs)
     if model.stop_training or minimizer.converged:
       break
   early_stopping.on_train_end()
+  report.on_train_end()
   return training.TrainedModel(model=model, layout=layout, history=early_stopping.history,
                                epochs_run=early_stopping.completed_epochs,
                                best_epoch=early_stopping.best_epoch + 1,

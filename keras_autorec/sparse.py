@@ -315,33 +315,42 @@ def _hybrid_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: 
                 dense_columns: tf.Tensor, compute_dtype: tf.DType, chunk: int) -> tf.Tensor:
   """(hidden @ kernel) at row-sorted pairs: by GEMM blocks at dense_columns, else gather-dots.
 
-  Gather-dots in `compute_dtype`, the GEMM too where it multiplies natively; float32 dots.
+  Gather-dots in `compute_dtype`, the GEMM too where it multiplies natively; float32 dots. When
+  every column is dense, the split into two sets of pairs and the gather-dots' transposed kernel
+  are skipped. Both loops always run (the gather-dots then over no pairs) and the conds hold no
+  loop: a block's shapes are static in the first trace, so Grappler folds the predicate to a
+  constant, and a while loop in the branch that folding makes dead fails its dependency
+  optimizer's topological sort (`dependency_optimizer.cc ... topological sort failed`, logged on
+  ML-1M), which then leaves the training step unoptimised.
   """
   gemm_dtype = compute_dtype if native_matmul(compute_dtype) else tf.float32
-  return tf.cond(tf.size(dense_columns) == tf.shape(kernel)[1],
-                 lambda: _blocked_dense_dot(tf.cast(hidden, gemm_dtype),
-                                            tf.cast(kernel, gemm_dtype), rows, columns),
-                 lambda: _split_dot(hidden, kernel, rows, columns, dense_columns, gemm_dtype,
-                                    compute_dtype, chunk))
+  num_columns = tf.shape(kernel)[1]
+  all_dense = tf.equal(tf.size(dense_columns), num_columns)
 
+  def split_pairs():
+    # Slot of each column among dense_columns, -1 for the others.
+    slots = tf.scatter_nd(dense_columns[:, None], tf.range(1, tf.size(dense_columns) + 1),
+                          num_columns[None]) - 1
+    pair_slots = tf.gather(slots, columns)
+    sparse_pairs, dense_pairs = tf.dynamic_partition(
+        tf.range(tf.size(rows)), tf.cast(pair_slots >= 0, tf.int32), 2)
+    return (sparse_pairs, dense_pairs, tf.gather(rows, dense_pairs),
+            tf.gather(pair_slots, dense_pairs), tf.gather(kernel, dense_columns, axis=1),
+            tf.transpose(kernel))
 
-def _split_dot(hidden: tf.Tensor, kernel: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor,
-               dense_columns: tf.Tensor, gemm_dtype: tf.DType, compute_dtype: tf.DType,
-               chunk: int) -> tf.Tensor:
-  """`_hybrid_dot` with some columns out of the dense part."""
-  # Slot of each column among dense_columns, -1 for the others.
-  slots = tf.scatter_nd(dense_columns[:, None], tf.range(1, tf.size(dense_columns) + 1),
-                        tf.shape(kernel)[1:]) - 1
-  pair_slots = tf.gather(slots, columns)
-  sparse_pairs, dense_pairs = tf.dynamic_partition(
-      tf.range(tf.size(rows)), tf.cast(pair_slots >= 0, tf.int32), 2)
-  dense_dots = _blocked_dense_dot(
-      tf.cast(hidden, gemm_dtype), tf.cast(tf.gather(kernel, dense_columns, axis=1), gemm_dtype),
-      tf.gather(rows, dense_pairs), tf.gather(pair_slots, dense_pairs))
-  sparse_dots = _gather_dot(tf.cast(hidden, compute_dtype),
-                            tf.cast(tf.transpose(kernel), compute_dtype),
+  def all_pairs():
+    no_pairs = tf.zeros([0], tf.int32)
+    return (no_pairs, no_pairs, rows, columns, kernel,
+            tf.zeros([0, tf.shape(kernel)[0]], kernel.dtype))
+
+  sparse_pairs, dense_pairs, dense_rows, dense_slots, dense_kernel, kernel_t = tf.cond(
+      all_dense, all_pairs, split_pairs)
+  dense_dots = _blocked_dense_dot(tf.cast(hidden, gemm_dtype), tf.cast(dense_kernel, gemm_dtype),
+                                  dense_rows, dense_slots)
+  sparse_dots = _gather_dot(tf.cast(hidden, compute_dtype), tf.cast(kernel_t, compute_dtype),
                             tf.gather(rows, sparse_pairs), tf.gather(columns, sparse_pairs), chunk)
-  return tf.dynamic_stitch([sparse_pairs, dense_pairs], [sparse_dots, dense_dots])
+  return tf.cond(all_dense, lambda: dense_dots,
+                 lambda: tf.dynamic_stitch([sparse_pairs, dense_pairs], [sparse_dots, dense_dots]))
 
 
 def _pair_gradients(upstream: tf.Tensor, hidden: tf.Tensor, kernel: tf.Tensor,
@@ -737,20 +746,20 @@ def fit_sparse(split: RatingsSplit, model_config, train_config,
     initial_epoch = early_stopping.restore(model)
   model.stop_training = early_stopping.wait >= train_config.patience
   rng = np.random.default_rng(train_config.seed) if len(trainer.groups) > 1 else None
+  report = early_stopping.progress(train_config)
+  report.on_train_begin()
   for epoch in range(initial_epoch, train_config.epochs):
     if model.stop_training:
       break
-    epoch_start = time.time()
     logs = {"loss": trainer.run_epoch(rng)}
     if validation_targets.nnz:
       logs["val_rmse"] = trainer.rmse(validation_targets)
     early_stopping.on_epoch_end(epoch, logs)
+    report.on_epoch_end(epoch, logs)
     if writers:
       write_epoch_summaries(writers, logs, epoch)
-    if train_config.verbose:
-      print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
-            + f" ({time.time() - epoch_start:.1f} s)", flush=True)
   early_stopping.on_train_end()
+  report.on_train_end()
   return training.TrainedModel(model=model, layout=layout, history=early_stopping.history,
                                epochs_run=early_stopping.completed_epochs,
                                best_epoch=early_stopping.best_epoch + 1,

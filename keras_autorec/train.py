@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+# First, before anything imports TensorFlow.
+from keras_autorec import quiet_tensorflow  # noqa: F401  pylint: disable=unused-import
+
 import dataclasses
 import json
 import logging
@@ -18,21 +21,45 @@ from keras_autorec.data import sources
 from keras_autorec.data.splits import SplitConfig, load_splits
 
 FLAGS = flags.FLAGS
+SERVING_IMAGE = "tensorflow/serving:2.21.0"
 
-cli_flags.define_data_flags()
-cli_flags.define_split_flags()
-cli_flags.define_repeats_flag()
-cli_flags.define_model_flags()
-cli_flags.define_train_flags()
-cli_flags.define_refit_flag()
-flags.DEFINE_string("export_dir", "saved_models/autorec", "TF Serving model base path; each run "
-                    "adds a version (the first repeat's model). Empty to skip the export.")
+HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
+               cli_flags.define_repeats_flag(), cli_flags.define_model_flags(),
+               cli_flags.define_train_flags(), cli_flags.define_refit_flag(),
+               cli_flags.HelpGroup("export", ("export_dir", "export_top_k",
+                                              "export_popularity_weight", "metrics_file"))]
+flags.DEFINE_string("export_dir", None, "TF Serving model base path; each run adds a version "
+                    "(the first repeat's model). Default: saved_models/<data>, <data> being the "
+                    "dataset, the --ratings_file's name without extension for csv, or "
+                    "synthetic_<shape>, so that different data never share a served model. "
+                    "Empty to skip the export.")
 flags.DEFINE_integer("export_top_k", 100, "K of the exported recommend signatures.")
 flags.DEFINE_float("export_popularity_weight", export.ExportConfig.popularity_weight,
                    "beta of the exported recommendation score, predicted rating + beta * "
                    "standardised log(1 + the item's training ratings); 0 ranks by predicted "
                    "rating alone.")
 flags.DEFINE_string("metrics_file", None, "Where to write the metrics as JSON.")
+
+
+def _previous_data(export_dir: str, data_config: sources.DataConfig) -> str:
+  """' (version N was trained on X)' when the newest version holds other data, else ''.
+
+  Data are the same when their names (`export.data_name`) and ratings files are: another copy of
+  the same release (a different --data_dir) serves the same ids.
+  """
+  versions = export.existing_versions(export_dir)
+  if not versions:
+    return ""
+  previous = export.version_metadata(os.path.join(export_dir, str(versions[-1]))).get("data")
+  if not previous:
+    return f" (version {versions[-1]} records no data)"
+  current = dataclasses.asdict(data_config)
+  name = export.data_name(previous)
+  if name == export.data_name(current):
+    if previous.get("ratings_file") == current.get("ratings_file"):
+      return ""
+    name += f" ({previous.get('ratings_file')})"
+  return f" (version {versions[-1]} was trained on {name})"
 
 
 def run(data_config: sources.DataConfig, split_config: SplitConfig,
@@ -45,6 +72,8 @@ def run(data_config: sources.DataConfig, split_config: SplitConfig,
   chosen number of epochs (see `training.fit_and_evaluate`).
   """
   runs = []
+  summary = {"dataset": data_config.dataset, "model": "I-AutoRec" if model_config.item_based
+             else "U-AutoRec", "repeats": repeats, "refit": refit}
   for repeat, split in enumerate(load_splits(data_config, split_config, repeats)):
     seed = split_config.seed + repeat
     logging.info("Split: %s; %d train / %d validation / %d test ratings", split.description,
@@ -58,16 +87,20 @@ def run(data_config: sources.DataConfig, split_config: SplitConfig,
     metrics = {"seed": seed, "split": split.description, **metrics}
     _log_run(metrics)
     if repeat == 0 and export_config is not None:
+      previous = _previous_data(export_config.export_dir, data_config)
       metrics["export_path"] = export.export_model(
           trained.model, trained.layout, export_config,
           metadata={"data": dataclasses.asdict(data_config),
                     "split": dataclasses.asdict(split_config),
                     "model": dataclasses.asdict(model_config),
-                    "train": dataclasses.asdict(train_config), "metrics": metrics})
-      logging.info("Exported the model to %s", metrics["export_path"])
+                    "train": dataclasses.asdict(train_config), "refit": refit,
+                    "metrics": metrics})
+      (logging.warning if previous else logging.info)(
+          "Exported version %s of %s%s", os.path.basename(metrics["export_path"]),
+          export_config.export_dir, previous)
+      summary["example_user_id"] = str(split.train.user_ids[split.train.user_index[0]])
     runs.append(metrics)
-  summary = {"dataset": data_config.dataset, "model": "I-AutoRec" if model_config.item_based
-             else "U-AutoRec", "repeats": repeats, "runs": runs}
+  summary["runs"] = runs
   for key in ("validation_rmse", "validation_mae", "test_rmse", "test_mae"):
     mean, ci95 = evaluation.mean_and_ci95([m[key] for m in runs])
     summary[f"{key}_mean"], summary[f"{key}_ci95"] = mean, ci95
@@ -84,20 +117,53 @@ def _log_run(metrics: dict) -> None:
                metrics["train_seconds"])
 
 
+def summary_text(summary: dict) -> str:
+  """The run's result: test and validation errors, with a 95% CI only over several runs."""
+  def mean(key: str) -> str:
+    ci95 = f" +/- {summary[key + '_ci95']:.4f}" if summary["repeats"] > 1 else ""
+    return f"{summary[key + '_mean']:.4f}{ci95}"
+
+  runs = f"{summary['repeats']} runs, mean +/- 95% CI" if summary["repeats"] > 1 else "1 run"
+  validation = (" (of the early-stopped model; the refit then trained on validation too)"
+                if summary.get("refit") else "")
+  return (f"{summary['model']} on {summary['dataset']} ({runs}): test RMSE {mean('test_rmse')}, "
+          f"MAE {mean('test_mae')}; validation RMSE {mean('validation_rmse')}{validation}")
+
+
+def next_steps(summary: dict, metrics_file: str | None) -> list[str]:
+  """What the run wrote, and how to serve and query the export."""
+  lines = [f"metrics: {metrics_file}"] if metrics_file else []
+  export_path = summary["runs"][0].get("export_path")
+  if export_path:
+    base = os.path.dirname(os.path.abspath(export_path))
+    name = os.path.basename(base)
+    lines += [f"model: {export_path} (TF Serving serves the newest version of {base})",
+              f"serve it: docker run -p 8500:8500 -p 8501:8501 -v \"{base}:/models/{name}\" "
+              f"-e MODEL_NAME={name} {SERVING_IMAGE}",
+              "query it: python -m keras_autorec.serving.client --server=localhost:8500 "
+              f"--model_name={name} recommend --user_id={summary['example_user_id']} --k=10"]
+  return lines
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.getLogger().setLevel(logging.INFO)
-  # TensorFlow's INFO lines (several per saved function) would bury the run's summary.
+  # TensorFlow's INFO lines (several per saved function) would bury the run's summary. Filters
+  # rather than levels: TensorFlow's SavedModel export sets absl's verbosity and then restores
+  # it, which resets the levels to INFO.
   for tensorflow_logger in ("absl", "tensorflow"):
-    logging.getLogger(tensorflow_logger).setLevel(logging.WARNING)
+    logging.getLogger(tensorflow_logger).addFilter(
+        lambda record: record.levelno >= logging.WARNING)
+  data_config = cli_flags.data_config()
+  export_dir = export.default_export_dir(dataclasses.asdict(data_config)) if FLAGS.export_dir is None else FLAGS.export_dir
   export_config = None
-  if FLAGS.export_dir:
-    export_config = export.ExportConfig(export_dir=FLAGS.export_dir, top_k=FLAGS.export_top_k,
+  if export_dir:
+    export_config = export.ExportConfig(export_dir=export_dir, top_k=FLAGS.export_top_k,
                                         default_rating=FLAGS.default_rating,
                                         popularity_weight=FLAGS.export_popularity_weight)
   try:
-    summary = run(cli_flags.data_config(), cli_flags.split_config(), cli_flags.model_config(),
+    summary = run(data_config, cli_flags.split_config(), cli_flags.model_config(),
                   cli_flags.train_config(), FLAGS.repeats, export_config, FLAGS.refit)
   except (ValueError, OSError) as error:
     print(f"error: {error}", file=sys.stderr)
@@ -105,17 +171,16 @@ def main(argv):
   if FLAGS.metrics_file:
     with open(FLAGS.metrics_file, "w") as f:
       json.dump(summary, f, indent=2)
-  print(f"{summary['model']} on {summary['dataset']} ({summary['repeats']} run(s)): "
-        f"test RMSE {summary['test_rmse_mean']:.4f} +/- {summary['test_rmse_ci95']:.4f}, "
-        f"MAE {summary['test_mae_mean']:.4f}; validation RMSE "
-        f"{summary['validation_rmse_mean']:.4f}")
+  print(summary_text(summary))
   for metrics in summary["runs"]:
     if "test_noise_floor_rmse" in metrics:
       floor = metrics["test_noise_floor_rmse"]
       print(f"seed {metrics['seed']}: noise floor (RMSE of a perfect model) {floor:.4f}; test "
             f"RMSE {metrics['test_rmse']:.4f} is {metrics['test_rmse'] / floor:.3f}x the floor")
+  for line in next_steps(summary, FLAGS.metrics_file):
+    print(line)
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli_flags.flags_parser(HELP_GROUPS, __doc__))

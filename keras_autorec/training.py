@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_autorec import distribution
+from keras_autorec import distribution, progress
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, build_layout
 from keras_autorec.data.splits import RatingsSplit, merge_validation_into_train
@@ -49,7 +49,8 @@ class TrainConfig:
       model_dir resumes after the last completed epoch. None trains without checkpoints.
     seed: seeds weights, dropout and the shuffling of rows.
     default_rating: prediction for users or items without training ratings.
-    verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+    verbose: 0 silent; 1 a live progress line on a terminal, else one line per epoch; 2 one
+      line per epoch (`keras_autorec.progress`).
     execution: 'dense', 'sparse' (O(nnz x k) epochs, `keras_autorec.sparse`) or 'auto' (sparse
       when the rows x columns matrix has over `sparse.AUTO_SPARSE_CELLS` cells and the sparse
       path supports the configuration).
@@ -144,8 +145,10 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
       state = json.load(f)
     self._check_settings(state.get("settings", {}))
     try:
-      model.load_weights(os.path.join(self.model_dir, state["checkpoint"] + ".weights.h5"))
+      # Built first: the weights file holds the optimizer's variables too, and an unbuilt
+      # optimizer (no slots yet) would skip them with a warning.
       model.optimizer.build(model.trainable_variables)
+      model.load_weights(os.path.join(self.model_dir, state["checkpoint"] + ".weights.h5"))
       with np.load(os.path.join(self.model_dir, state["checkpoint"] + ".optimizer.npz")) as saved:
         for index, variable in enumerate(model.optimizer.variables):
           variable.assign(saved[f"v{index}"])
@@ -176,6 +179,11 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
           f"--model_dir {self.model_dir} holds a checkpoint made with other settings: "
           f"{'; '.join(differences)}. Resume with the checkpoint's settings, or pass a new "
           "--model_dir to start afresh.")
+
+  def progress(self, train_config: TrainConfig) -> progress.EpochProgress:
+    """The epoch report of a fit under `train_config`, carrying on from any restored best."""
+    return progress.EpochProgress(train_config.epochs, train_config.verbose, self.monitor,
+                                  best=(self.best_value, self.best_epoch))
 
   def on_epoch_end(self, epoch, logs=None):
     logs = logs or {}
@@ -266,12 +274,12 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
   early_stopping = ResumableEarlyStopping(
       train_config.model_dir, train_config.patience,
       settings=checkpoint_settings(model_config, train_config, layout))
-  callbacks = [early_stopping]
+  with strategy.scope():
+    initial_epoch = early_stopping.restore(model)
+  callbacks = [early_stopping, early_stopping.progress(train_config)]
   if train_config.model_dir is not None:
     os.makedirs(train_config.model_dir, exist_ok=True)
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(train_config.model_dir, "logs")))
-  with strategy.scope():
-    initial_epoch = early_stopping.restore(model)
   finished = initial_epoch >= train_config.epochs or early_stopping.wait >= train_config.patience
   if not finished:
     # One dataset over the remaining epochs: its per-epoch order depends only on (seed, epoch).
@@ -281,7 +289,7 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
                                           row_multiple=replicas),
               steps_per_epoch=-(-layout.num_rows // batch_size), shuffle=False,
               validation_data=validation, epochs=train_config.epochs,
-              initial_epoch=initial_epoch, callbacks=callbacks, verbose=train_config.verbose)
+              initial_epoch=initial_epoch, callbacks=callbacks, verbose=0)
   elif early_stopping.best_weights is not None:
     model.set_weights(early_stopping.best_weights)
   distribution.set_mixed_precision("off")
@@ -298,6 +306,8 @@ def fit_on_train_and_validation(split: RatingsSplit, model_config: ModelConfig,
   test. Checkpoints go to `model_dir/refit`, apart from the early-stopping run's.
   """
   model_dir = train_config.model_dir and os.path.join(train_config.model_dir, "refit")
+  progress.announce(f"refitting on train + validation for {max(1, epochs)} epoch"
+                    + ("s" if epochs > 1 else ""), train_config.verbose)
   return fit(merge_validation_into_train(split), model_config,
              dataclasses.replace(train_config, epochs=max(1, epochs), model_dir=model_dir))
 

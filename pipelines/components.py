@@ -352,10 +352,7 @@ class Baseline:
 
 def pushed_metadata(version_dir: str) -> dict:
   """The export metadata of a pushed version; {} if it has none."""
-  path = os.path.join(version_dir, export.ASSETS_EXTRA, export.METADATA_FILE)
-  if not os.path.exists(path):
-    return {}
-  return artifacts.read_json(path)
+  return export.version_metadata(version_dir)
 
 
 def resolve_baseline(serving_model_dir: str, candidate_fingerprint: str) -> Baseline | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -59,3 +60,15 @@ def test_no_ratings_give_nan_errors(tmp_path):
   errors = evaluate.evaluate_saved_model(str(tmp_path / "never-loaded"), empty)
   assert math.isnan(errors.rmse) and math.isnan(errors.mae)
   assert (errors.num_ratings, errors.num_default) == (0, 0)
+
+
+@pytest.mark.parametrize("metadata, refit", [
+    ({"refit": True, "metrics": {}}, True), ({"refit": False, "metrics": {}}, False),
+    # Exports from before "refit" was recorded: refit runs recorded their refit epochs.
+    ({"metrics": {"refit_epochs": 81}}, True), ({"metrics": {}}, False), (None, False)])
+def test_was_refit_reads_the_export_metadata(tmp_path, metadata, refit):
+  if metadata is not None:
+    extra = tmp_path / export.ASSETS_EXTRA
+    extra.mkdir()
+    (extra / export.METADATA_FILE).write_text(json.dumps(metadata))
+  assert evaluate.was_refit(str(tmp_path)) is refit

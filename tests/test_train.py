@@ -48,7 +48,13 @@ def test_cli_trains_exports_and_writes_metrics(tmp_path):
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": REPO})
   assert result.returncode == 0, result.stderr
-  assert "test RMSE" in result.stdout
+  assert "(2 runs, mean +/- 95% CI): test RMSE" in result.stdout
+  # The end of the run says what was written and how to serve and query it.
+  assert f"metrics: {metrics_file}\n" in result.stdout
+  assert f"model: {export_dir / '1'} (" in result.stdout
+  assert (f'docker run -p 8500:8500 -p 8501:8501 -v "{export_dir}:/models/autorec" '
+          "-e MODEL_NAME=autorec") in result.stdout
+  assert "--model_name=autorec recommend --user_id=user" in result.stdout
   metrics = json.loads(metrics_file.read_text())
   assert metrics["repeats"] == 2 and [run["seed"] for run in metrics["runs"]] == [0, 1]
   rmses = [run["test_rmse"] for run in metrics["runs"]]
@@ -60,6 +66,41 @@ def test_cli_trains_exports_and_writes_metrics(tmp_path):
   assert metrics["runs"][0]["export_path"] == str(export_dir / "1")
   # Each repeat checkpoints into its own folder so that both can resume.
   assert sorted(os.listdir(tmp_path / "model_dir")) == ["seed_0", "seed_1"]
+
+
+def test_summary_shows_a_confidence_interval_only_over_several_runs():
+  summary = {"model": "I-AutoRec", "dataset": "ml100k", "repeats": 1, "refit": False,
+             **{f"{key}_{stat}": 0.9 for key in ("test_rmse", "test_mae", "validation_rmse")
+                for stat in ("mean", "ci95")}}
+  assert train.summary_text(summary) == ("I-AutoRec on ml100k (1 run): test RMSE 0.9000, MAE "
+                                         "0.9000; validation RMSE 0.9000")
+  several = train.summary_text({**summary, "repeats": 5, "refit": True})
+  assert "(5 runs, mean +/- 95% CI): test RMSE 0.9000 +/- 0.9000" in several
+  assert "the refit then trained on validation too" in several
+
+
+def test_exports_of_other_data_are_kept_apart_or_named(tmp_path, caplog):
+  assert export.default_export_dir({"dataset": "ml1m"}) == os.path.join("saved_models", "ml1m")
+  assert export.default_export_dir({"dataset": "csv", "ratings_file": "/a/my.ratings.csv"}) == (
+      os.path.join("saved_models", "my.ratings"))
+  assert export.data_name({"dataset": "synthetic", "synthetic_shape": "ml1m"}) == "synthetic_ml1m"
+  export_config = export.ExportConfig(export_dir=str(tmp_path / "shared"), top_k=5)
+  train_config = training.TrainConfig(epochs=2, verbose=0)
+  for name, seed in (("first", 0), ("second", 1), ("second", 1)):
+    ratings_file = tmp_path / f"{name}.csv"
+    _write_csv(ratings_file, _small_ratings(seed=seed))
+    data_config = sources.DataConfig(dataset="csv", ratings_file=str(ratings_file),
+                                     user_column="user", item_column="item",
+                                     rating_column="stars")
+    with caplog.at_level("INFO"):
+      train.run(data_config, SplitConfig(), training.ModelConfig(hidden_units=(4,)),
+                train_config, export_config=export_config)
+  exported = [r for r in caplog.records if r.getMessage().startswith("Exported version")]
+  assert [r.getMessage() for r in exported] == [
+      f"Exported version 1 of {export_config.export_dir}",
+      f"Exported version 2 of {export_config.export_dir} (version 1 was trained on first)",
+      f"Exported version 3 of {export_config.export_dir}"]
+  assert exported[1].levelname == "WARNING"
 
 
 def test_cli_reports_the_file_and_line_of_a_malformed_file(tmp_path):

@@ -108,6 +108,28 @@ def test_resume_after_crash_matches_uninterrupted_run(split, tmp_path, monkeypat
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_resumed_rprop_continues_with_its_step_sizes(split, tmp_path, monkeypatch, recwarn):
+  """Rprop's per-weight steps are restored, not restarted at the initial step size."""
+  monkeypatch.setattr(keras.callbacks, "TensorBoard", _EpochRecorder)
+  model_config = training.ModelConfig(hidden_units=(8,), l2_weight=1e-3)
+  reference = training.fit(split, model_config,
+                           _config(epochs=6, model_dir=str(tmp_path / "reference")))
+  crashed_dir = str(tmp_path / "crashed")
+  monkeypatch.setattr(_EpochRecorder, "crash_after", 3)
+  with pytest.raises(KeyboardInterrupt):
+    training.fit(split, model_config, _config(epochs=6, model_dir=crashed_dir))
+  monkeypatch.setattr(_EpochRecorder, "crash_after", None)
+  resumed = training.fit(split, model_config, _config(epochs=6, model_dir=crashed_dir))
+  steps = [step.numpy() for step in resumed.model.optimizer._steps]
+  reference_steps = [step.numpy() for step in reference.model.optimizer._steps]
+  # After 6 full-batch epochs the steps have grown and shrunk away from the initial 0.01.
+  assert not np.allclose(steps[0], 0.01)
+  for step, reference_step in zip(steps, reference_steps):
+    np.testing.assert_allclose(step, reference_step, rtol=1e-6)
+  assert int(resumed.model.optimizer.iterations) == int(reference.model.optimizer.iterations)
+  assert not [w for w in recwarn if "Skipping variable loading" in str(w.message)]
+
+
 def test_restore_loads_checkpointed_weights(split, tmp_path, monkeypatch):
   monkeypatch.setattr(keras.callbacks, "TensorBoard", _EpochRecorder)
   monkeypatch.setattr(_EpochRecorder, "crash_after", 3)

@@ -1,0 +1,56 @@
+"""Tests for keras_autorec.cli_flags: the grouped --help of every command line."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from keras_autorec import cli_flags, experiments, quiet_tensorflow, train
+
+REPO = __file__.rsplit("/tests/", 1)[0]
+
+
+def _listed_flags(help_text: str) -> set[str]:
+  return set(re.findall(r"^  --(?:\[no\])?(\w+):", help_text, flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize("module", [train, experiments])
+def test_help_lists_every_flag_of_the_command_in_groups(module):
+  help_text = cli_flags.grouped_help(module.HELP_GROUPS)
+  own = {flag.name for flag in flags.FLAGS.get_flags_for_module(module.__name__)}
+  shared = {flag.name for flag in flags.FLAGS.get_flags_for_module(cli_flags.__name__)}
+  assert own and shared
+  assert _listed_flags(help_text) == own | shared
+  titles = re.findall(r"^(\w+) flags:$", help_text, flags=re.MULTILINE)
+  assert titles[:4] == ["data", "split", "model", "training"] and len(titles) == 5
+  # Each flag once, under its group, with its default.
+  data_part = help_text.split("split flags:")[0]
+  assert "--dataset: <ml100k|" in data_part and "(default: 'ml100k')" in data_part
+  assert help_text.count("--seed:") == 1
+
+
+def test_groups_of_one_title_are_merged_in_first_order():
+  help_text = cli_flags.grouped_help([cli_flags.HelpGroup("a", ("seed",)),
+                                      cli_flags.HelpGroup("b", ("dataset",)),
+                                      cli_flags.HelpGroup("a", ("split",))])
+  assert help_text.index("a flags:") < help_text.index("--seed:") < help_text.index("--split:")
+  assert help_text.index("--split:") < help_text.index("b flags:")
+
+
+@pytest.mark.parametrize("command", ["keras_autorec.train", "keras_autorec.evaluate",
+                                     "pipelines.local_runner"])
+def test_help_of_the_command_line_is_grouped_and_quiet(command):
+  # As a user runs it: importing keras_autorec.train here set the variable in this process.
+  env = {k: v for k, v in os.environ.items() if k != quiet_tensorflow.TF_LOG_LEVEL}
+  result = subprocess.run([sys.executable, "-m", command, "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+  for title in ("data", "split"):
+    assert f"\n{title} flags:\n" in result.stdout
+  assert "--dataset:" in result.stdout and "(default: 'random')" in result.stdout
+  if command != "keras_autorec.evaluate":
+    assert "\nmodel flags:\n" in result.stdout and "--hidden_units:" in result.stdout
+  # TensorFlow's C++ startup lines (banner, CUDA probing) stay off by default.
+  assert result.stderr == ""
