@@ -14,9 +14,13 @@ alone (Python dispatch included, no gRPC/REST):
 
 Timings on a shared machine are noisy: the table prints the 1-minute load average per row, and
 the mean process CPU time per call ("cpu ms", all threads) next to the wall-clock percentiles.
+For a before/after comparison at the same load, export with the older code and keep it, then
+time it interleaved, call by call, with this code's export (columns "base p50", "base cpu"):
 
   PYTHONPATH=. python benchmarks/serving_speed.py
   PYTHONPATH=. python benchmarks/serving_speed.py --train_epochs 2 --calls 500
+  PYTHONPATH=/path/to/older/checkout python benchmarks/serving_speed.py --keep_export /tmp/before
+  PYTHONPATH=. python benchmarks/serving_speed.py --baseline /tmp/before/1
 """
 
 from __future__ import annotations
@@ -52,26 +56,38 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument("--warmup", type=int, default=20)
   parser.add_argument("--calls", type=int, default=300)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--keep_export", default=None,
+                      help="export under this folder and keep it (default: a temporary one)")
+  parser.add_argument("--baseline", default=None,
+                      help="a SavedModel version folder of the same shape and seed to time "
+                           "interleaved with this export")
   return parser.parse_args()
 
 
-def call_seconds(function, inputs: list[dict], warmup: int) -> tuple[np.ndarray, float]:
-  """Wall time of each call of `function` on `inputs`, and the mean process CPU time per call.
+def call_seconds(functions: list, inputs: list[dict],
+                 warmup: int) -> list[tuple[np.ndarray, float]]:
+  """Per function, the wall time of each call on `inputs` and the mean process CPU time per call.
 
-  `warmup` untimed calls come first. CPU time counts every thread of the process, so with other
-  processes competing for the cores it shows what the call costs apart from waiting for them.
+  `warmup` untimed calls come first. With several functions, each input goes to all of them in
+  an order that alternates, so they share the machine's load. CPU time counts every thread of
+  the process, so with other processes competing for the cores it shows what the call costs
+  apart from waiting for them.
   """
-  for n in range(warmup):
-    function(**inputs[n % len(inputs)])
-  seconds = []
-  cpu_start = time.process_time()
-  for kwargs in inputs:
-    start = time.perf_counter()
-    outputs = function(**kwargs)
-    # Reads a result back, so that no asynchronous work is left outside the timing.
-    next(iter(outputs.values())).numpy()
-    seconds.append(time.perf_counter() - start)
-  return np.asarray(seconds), (time.process_time() - cpu_start) / len(inputs)
+  for function in functions:
+    for n in range(warmup):
+      function(**inputs[n % len(inputs)])
+  seconds = [[] for _ in functions]
+  cpu_seconds = [0.0 for _ in functions]
+  for n, kwargs in enumerate(inputs):
+    order = range(len(functions)) if n % 2 == 0 else reversed(range(len(functions)))
+    for index in order:
+      cpu_start, start = time.process_time(), time.perf_counter()
+      outputs = functions[index](**kwargs)
+      # Reads a result back, so that no asynchronous work is left outside the timing.
+      next(iter(outputs.values())).numpy()
+      seconds[index].append(time.perf_counter() - start)
+      cpu_seconds[index] += time.process_time() - cpu_start
+  return [(np.asarray(wall), cpu / len(inputs)) for wall, cpu in zip(seconds, cpu_seconds)]
 
 
 def build_export(args: argparse.Namespace, export_dir: str) -> tuple[str, np.ndarray, np.ndarray,
@@ -102,9 +118,11 @@ def main():
   rng = np.random.default_rng(args.seed)
   with tempfile.TemporaryDirectory() as directory:
     start = time.perf_counter()
-    path, user_ids, item_ids, weights = build_export(args, os.path.join(directory, "autorec"))
+    path, user_ids, item_ids, weights = build_export(
+        args, args.keep_export or os.path.join(directory, "autorec"))
     build_seconds = time.perf_counter() - start
     signatures = tf.saved_model.load(path).signatures
+    baseline = tf.saved_model.load(args.baseline).signatures if args.baseline else None
 
     def users(size):
       return tf.constant(rng.choice(user_ids, size))
@@ -130,12 +148,19 @@ def main():
     print(f"{args.shape}: {user_ids.shape[0]} users x {item_ids.shape[0]} items, I-AutoRec "
           f"k={args.hidden}, top_k={args.top_k}, {weights}; built and exported in "
           f"{build_seconds:.0f} s; {calls} timed calls after {args.warmup} warm-up calls each; "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; export at {path}"
+          + (f"; baseline {args.baseline} timed interleaved" if baseline else ""))
     print(f"{'signature':<22} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>8} "
-          f"{'pairs/s':>11}  {'target':<22} {'met':<4} {'load':>5}")
+          f"{'pairs/s':>11}  {'target':<22} {'met':<4} {'load':>5}"
+          + (f" {'base p50':>8} {'base cpu':>8}" if baseline else ""))
     for name, batch, inputs in cases:
-      seconds, cpu_seconds = call_seconds(signatures[name], inputs, args.warmup)
+      timings = call_seconds([signatures[name]] + ([baseline[name]] if baseline else []),
+                             inputs, args.warmup)
+      seconds, cpu_seconds = timings[0]
       p50, p99 = np.percentile(seconds, [50, 99]) * 1e3
+      base = ""
+      if baseline:
+        base = f" {np.median(timings[1][0]) * 1e3:>8.3f} {timings[1][1] * 1e3:>8.3f}"
       pairs = f"{batch / (p50 / 1e3):,.0f}" if name == "serving_default" else "-"
       target, met = "", ""
       if name == "serving_default" and batch == args.batch:
@@ -145,7 +170,7 @@ def main():
         target = f"p50 <= {TARGET_RECOMMEND_P50_MS:g} ms"
         met = "yes" if p50 <= TARGET_RECOMMEND_P50_MS else "NO"
       print(f"{name:<22} {batch:>5} {p50:>8.3f} {p99:>8.3f} {cpu_seconds * 1e3:>8.3f} "
-            f"{pairs:>11}  {target:<22} {met:<4} {os.getloadavg()[0]:>5.2f}")
+            f"{pairs:>11}  {target:<22} {met:<4} {os.getloadavg()[0]:>5.2f}{base}")
 
 
 if __name__ == "__main__":

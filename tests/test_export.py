@@ -635,10 +635,17 @@ def test_plain_install_without_tensorflow_serving_trains_and_exports(tmp_path):
   probe = subprocess.run([sys.executable, "-c", "import tensorflow_serving.apis"], env=env,
                          capture_output=True, text=True, timeout=60)
   assert probe.returncode == 1 and "No module named 'tensorflow_serving" in probe.stderr
+  ratings = synthetic_ratings()
+  ratings_file = tmp_path / "ratings.csv"
+  ratings_file.write_text("user,item,stars\n" + "".join(
+      f"{user},{item},{stars:g}\n"
+      for user, item, stars in zip(ratings.user_ids[ratings.user_index],
+                                   ratings.item_ids[ratings.item_index], ratings.rating)))
   export_dir = tmp_path / "saved_models"
   result = subprocess.run(
-      [sys.executable, "-m", "keras_autorec.train", "--dataset=synthetic",
-       "--synthetic_shape=ml100k", "--hidden_units=8", "--epochs=2", "--verbose=0",
+      [sys.executable, "-m", "keras_autorec.train", "--dataset=csv",
+       f"--ratings_file={ratings_file}", "--user_column=user", "--item_column=item",
+       "--rating_column=stars", "--hidden_units=8", "--epochs=2", "--verbose=0",
        f"--export_dir={export_dir}", f"--metrics_file={tmp_path / 'metrics.json'}"],
       cwd=repo, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
@@ -650,4 +657,4 @@ def test_plain_install_without_tensorflow_serving_trains_and_exports(tmp_path):
              if "No warmup requests" in line]
   assert len(notices) == 1 and "keras-autorec[serving]" in notices[0]
   assert "rating" in tf.saved_model.load(str(version)).signatures["serving_default"](
-      user_id=tf.constant(["1"]), item_id=tf.constant(["1"]))
+      user_id=tf.constant(["u1"]), item_id=tf.constant(["i1"]))
