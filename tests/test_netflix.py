@@ -93,3 +93,29 @@ def test_utf8_bom_and_cr_line_endings_are_read():
   np.testing.assert_array_equal(columns.item, [b"1", b"1"])
   np.testing.assert_array_equal(columns.user, [b"1488844", b"822109"])
   np.testing.assert_array_equal(columns.line_numbers, [2, 3])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("1:\n5,3,2005-01-01\n7\n6,4,2005-01-01\n9,1,2005-01-01\n2:\n5,3,2005-01-01\n6,3\n",
+     r"mv_0000001\.txt:3: expected '<movie id>:' or 'customer,rating,YYYY-MM-DD', got '7' "
+     r"\(4 bad lines in all"),
+    ("1:\n6,x,2005-01-01\n7,3\n", r"mv_0000001\.txt:2: expected a number for the rating"),
+    ("1:\n6,9,2005-01-01\n7,3,2005-13-01\n", r"mv_0000001\.txt:2: rating 9\.0 is outside"),
+    ("1:\n6,3,2005-13-01\n,3,2005-01-01\n", r"mv_0000001\.txt:2: expected a YYYY-MM-DD date"),
+])
+def test_earliest_bad_line_is_reported(text, message):
+  with pytest.raises(RatingsError, match=message):
+    netflix.parse_netflix_text(text.encode(), "mv_0000001.txt", (1.0, 5.0))
+
+
+def test_on_bad_lines_skip_never_gives_a_rating_to_the_wrong_movie(caplog):
+  text = ("1:\n5,3,2005-01-01\n2;\n6,4,2005-01-01\n3:\n7,x,2005-01-01\n8,2,2005-01-02\n" +
+          "9," + "9" * 300 + ",2005-01-01\n").encode()
+  columns = netflix.parse_netflix_text(text, "combined_data_1.txt", (1.0, 5.0),
+                                       on_bad_lines="skip")
+  np.testing.assert_array_equal(columns.line_numbers, [2, 7])
+  np.testing.assert_array_equal(columns.item, [b"1", b"3"])
+  np.testing.assert_array_equal(columns.user, [b"5", b"8"])
+  assert columns.skipped_lines == 4
+  assert "line 4: its movie line 3 is bad" in caplog.text
+  assert "line 8: line is 313 bytes long; the limit is 256 bytes" in caplog.text
