@@ -158,11 +158,20 @@ def _parse_blocks(data: bytes, first_line_number: int, rating_scale: tuple[float
   check(customer == b"", lambda row: "empty customer id")
   rating = _convert(fields[starts + 1], np.float32, "a number for the rating", check)
   check.ratings(rating, rating_scale)
-  days = _convert(fields[starts + 2], "datetime64[D]", "a YYYY-MM-DD date", check)
+  dates = fields[starts + 2]
+  # numpy also reads other ISO forms (2005-01, times, time zones): only YYYY-MM-DD is a date here.
+  not_a_day = np.char.str_len(dates) != len("YYYY-MM-DD")
+  check(not_a_day, lambda row: f"expected a YYYY-MM-DD date, got {_text(dates[row])!r}")
+  days = _convert(np.where(not_a_day, b"1970-01-01", dates), "datetime64[D]",
+                  "a YYYY-MM-DD date", check)
   good = ~check.bad
   return parsing.RawColumns(user=customer[good], item=movie[good], rating=rating[good],
                             timestamp=days[good].astype(np.int64) * _SECONDS_PER_DAY,
                             line_numbers=line_numbers[good], source="")
+
+
+def _text(value: bytes) -> str:
+  return value.decode("utf-8", "replace")
 
 
 def _line_text(data: bytes, start: int, end: int) -> str:
@@ -178,7 +187,7 @@ def _convert(values: np.ndarray, dtype, expected: str, check) -> np.ndarray:
   except (ValueError, OverflowError):
     pass
   invalid = parsing.unparsable(values, dtype)
-  check(invalid, lambda row: f"expected {expected}, got {values[row].decode('utf-8', 'replace')!r}")
+  check(invalid, lambda row: f"expected {expected}, got {_text(values[row])!r}")
   placeholder = np.array(b"0" if np.dtype(dtype).kind == "f" else b"1970-01-01")
   with np.errstate(over="ignore", invalid="ignore"):
     return np.where(invalid, placeholder, values).astype(dtype)
