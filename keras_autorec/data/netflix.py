@@ -162,8 +162,9 @@ def _parse_blocks(data: bytes, first_line_number: int, rating_scale: tuple[float
   # numpy also reads other ISO forms (2005-01, times, time zones): only YYYY-MM-DD is a date here.
   not_a_day = np.char.str_len(dates) != len("YYYY-MM-DD")
   check(not_a_day, lambda row: f"expected a YYYY-MM-DD date, got {_text(dates[row])!r}")
-  days = _convert(np.where(not_a_day, b"1970-01-01", dates), "datetime64[D]",
-                  "a YYYY-MM-DD date", check)
+  if not_a_day.any():
+    dates = np.where(not_a_day, b"1970-01-01", dates)
+  days = _convert(dates, "datetime64[D]", "a YYYY-MM-DD date", check)
   good = ~check.bad
   return parsing.RawColumns(user=customer[good], item=movie[good], rating=rating[good],
                             timestamp=days[good].astype(np.int64) * _SECONDS_PER_DAY,
