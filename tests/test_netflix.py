@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keras_autorec.data import netflix, parsing
 from keras_autorec.data.ratings import RatingsError
@@ -93,3 +98,69 @@ def test_utf8_bom_and_cr_line_endings_are_read():
   np.testing.assert_array_equal(columns.item, [b"1", b"1"])
   np.testing.assert_array_equal(columns.user, [b"1488844", b"822109"])
   np.testing.assert_array_equal(columns.line_numbers, [2, 3])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("1:\n5,3,2005-01-01\n7\n6,4,2005-01-01\n9,1,2005-01-01\n2:\n5,3,2005-01-01\n6,3\n",
+     r"mv_0000001\.txt:3: expected '<movie id>:' or 'customer,rating,YYYY-MM-DD', got '7' "
+     r"\(4 bad lines in all"),
+    ("1:\n6,x,2005-01-01\n7,3\n", r"mv_0000001\.txt:2: expected a number for the rating"),
+    ("1:\n6,9,2005-01-01\n7,3,2005-13-01\n", r"mv_0000001\.txt:2: rating 9\.0 is outside"),
+    ("1:\n6,3,2005-13-01\n,3,2005-01-01\n", r"mv_0000001\.txt:2: expected a YYYY-MM-DD date"),
+])
+def test_earliest_bad_line_is_reported(text, message):
+  with pytest.raises(RatingsError, match=message):
+    netflix.parse_netflix_text(text.encode(), "mv_0000001.txt", (1.0, 5.0))
+
+
+def test_on_bad_lines_skip_never_gives_a_rating_to_the_wrong_movie(caplog):
+  text = ("1:\n5,3,2005-01-01\n2;\n6,4,2005-01-01\n3:\n7,x,2005-01-01\n8,2,2005-01-02\n" +
+          "9," + "9" * 300 + ",2005-01-01\n").encode()
+  columns = netflix.parse_netflix_text(text, "combined_data_1.txt", (1.0, 5.0),
+                                       on_bad_lines="skip")
+  np.testing.assert_array_equal(columns.line_numbers, [2, 7])
+  np.testing.assert_array_equal(columns.item, [b"1", b"3"])
+  np.testing.assert_array_equal(columns.user, [b"5", b"8"])
+  assert columns.skipped_lines == 4
+  assert "line 4: its movie line 3 is bad" in caplog.text
+  assert "line 8: line is 313 bytes long; the limit is 256 bytes" in caplog.text
+
+
+_MOVIES = st.lists(st.tuples(st.integers(1, 17770), st.lists(st.tuples(
+    st.integers(1, 2649429), st.integers(1, 5), st.dates(date(1999, 11, 11), date(2005, 12, 31))),
+    min_size=1, max_size=5)), min_size=1, max_size=4)
+_NOISE = st.sampled_from([b"", b"\n", b"\r", b",", b":", b"\xef\xbb\xbf", b"\xff", b"nan",
+                          b"1e99", b"-", b"2005-02-30", b"x" * 300, b" "])
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(movies=_MOVIES, mutations=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 4), _NOISE),
+                                          max_size=5))
+def test_fuzz_mutated_netflix_files_parse_or_name_the_file_and_line(movies, mutations):
+  data = "".join(f"{movie}:\n" + "".join(f"{c},{r},{d.isoformat()}\n" for c, r, d in ratings)
+                 for movie, ratings in movies).encode()
+  for where, deleted, noise in mutations:
+    position = int(where * len(data))
+    data = data[:position] + noise + data[position + deleted:]
+  num_lines = parsing.normalise_text(data, "f").rstrip(b"\n").count(b"\n") + 1
+  for mode in parsing.ON_BAD_LINES:
+    try:
+      columns = netflix.parse_netflix_text(data, "mv_1.txt", (1.0, 5.0), on_bad_lines=mode)
+    except RatingsError as error:
+      match = re.match(r"mv_1\.txt(?::(\d+))?: \S", str(error))
+      assert match, str(error)
+      assert match.group(1) is None or 1 <= int(match.group(1)) <= num_lines
+      continue
+    rows = columns.rating.shape[0]
+    assert rows + columns.skipped_lines < num_lines  # The rest are movie lines, at least one.
+    assert columns.item.shape == columns.user.shape == columns.timestamp.shape == (rows,)
+    assert ((columns.rating >= 1) & (columns.rating <= 5)).all()
+    assert mode == "skip" or columns.skipped_lines == 0
+
+
+@pytest.mark.parametrize("date_text", ["2005-01", "2005-01-01T10", " 2005-01-01", "2005-01-01Z"])
+def test_only_yyyy_mm_dd_is_a_date(date_text):
+  with pytest.raises(RatingsError, match=rf"mv_1\.txt:2: expected a YYYY-MM-DD date, got "
+                     rf"'{date_text}'"):
+    netflix.parse_netflix_text(f"1:\n5,3,{date_text}\n".encode(), "mv_1.txt")

@@ -60,7 +60,7 @@ class RawColumns:
   skipped_lines: int = 0  # Bad lines dropped under on_bad_lines="skip".
 
 
-class _BadLines:
+class BadLines:
   """The bad lines of one file: how many, and the earliest few with what is wrong with them."""
 
   def __init__(self, source: str):
@@ -93,6 +93,29 @@ class _BadLines:
     logging.warning("%s: skipped %d bad lines (--on_bad_lines=skip); the first: %s", self.source,
                     self.count, "; ".join(f"line {line}: {message}" for line, message in examples))
     return self.count
+
+
+class RowChecks:
+  """Checks of the rows of one chunk: each row found bad is recorded in `bad_lines` once."""
+
+  def __init__(self, bad_lines: BadLines, line_numbers: np.ndarray):
+    self.bad_lines = bad_lines
+    self.line_numbers = line_numbers
+    self.bad = np.zeros(line_numbers.size, dtype=bool)
+
+  def __call__(self, is_bad: np.ndarray, describe) -> None:
+    """Records the rows where `is_bad` holds; `describe(row)` says what is wrong."""
+    self.bad_lines.add(self.line_numbers, is_bad & ~self.bad, describe)
+    self.bad |= is_bad
+
+  def ratings(self, rating: np.ndarray, rating_scale: tuple[float, float] | None) -> None:
+    """Ratings must be finite and, when a scale is given, within it."""
+    self(~np.isfinite(rating), lambda row: f"rating {float(rating[row])} is not a finite number")
+    if rating_scale is not None:
+      low, high = rating_scale
+      self((rating < low) | (rating > high), lambda row: (
+          f"rating {float(rating[row])} is outside the rating scale [{low}, {high}]; if the "
+          "data uses another scale, set --rating_scale=lowest,highest"))
 
 
 def read_bytes(path: str, member: str | None = None) -> tuple[bytes, str]:
@@ -170,7 +193,7 @@ def parse_columns(data: bytes, source: str, delimiter: str, *, header: bool = Fa
     raise RatingsError(f"{source}: no ratings found (only a header line)")
   body_start = first_line_end + 1 if header else 0
 
-  bad_lines = _BadLines(source)
+  bad_lines = BadLines(source)
   chunks = []
   first_line_number = 2 if header else 1
   for start, end in _chunk_bounds(data, body_start, data_end):
@@ -277,7 +300,7 @@ def _chunk_bounds(data: bytes, start: int, data_end: int):
 
 def _parse_chunk(data: bytes, start: int, end: int, separator: bytes, delimiter: str,
                  num_fields: int, positions: list[int | None], first_line_number: int,
-                 rating_scale: tuple[float, float] | None, bad_lines: _BadLines):
+                 rating_scale: tuple[float, float] | None, bad_lines: BadLines):
   """Returns (user, item, rating, timestamp, line numbers) of the good lines in data[start:end].
 
   Bad lines are recorded in `bad_lines` and left out; well-formed chunks take no Python work per
@@ -294,7 +317,7 @@ def _parse_chunk(data: bytes, start: int, end: int, separator: bytes, delimiter:
   malformed = (fields_per_line != num_fields) | (line_bytes > MAX_LINE_BYTES)
   if malformed.any():
     _record_malformed(line_numbers, line_bytes, fields_per_line, num_fields, delimiter, bad_lines)
-    chunk = _drop_lines(buffer, line_bytes, ~malformed)
+    chunk = drop_lines(buffer, line_bytes, ~malformed)
     line_numbers, line_bytes = line_numbers[~malformed], line_bytes[~malformed]
   else:
     chunk = data[start:end]
@@ -313,7 +336,7 @@ def _parse_chunk(data: bytes, start: int, end: int, separator: bytes, delimiter:
 
 def _record_malformed(line_numbers: np.ndarray, line_bytes: np.ndarray,
                       fields_per_line: np.ndarray, num_fields: int, delimiter: str,
-                      bad_lines: _BadLines) -> None:
+                      bad_lines: BadLines) -> None:
   """Records blank, overlong and wrong-field-count lines."""
   expected = f"expected {num_fields} fields separated by {delimiter!r}"
   blank = (line_bytes == 0) & (fields_per_line != num_fields)
@@ -325,7 +348,7 @@ def _record_malformed(line_numbers: np.ndarray, line_bytes: np.ndarray,
                 lambda row: f"{expected}, got {int(fields_per_line[row])}")
 
 
-def _drop_lines(buffer: np.ndarray, line_bytes: np.ndarray, keep: np.ndarray) -> bytes:
+def drop_lines(buffer: np.ndarray, line_bytes: np.ndarray, keep: np.ndarray) -> bytes:
   """The chunk in `buffer` with only the lines where `keep` holds, still newline-separated."""
   # Each line owns the newline after it, so the kept bytes are the kept lines each followed by a
   # newline, except when the chunk's last line (which has none) is among them.
@@ -334,7 +357,7 @@ def _drop_lines(buffer: np.ndarray, line_bytes: np.ndarray, keep: np.ndarray) ->
 
 
 def _decode_lines(chunk: bytes, line_numbers: np.ndarray,
-                  bad_lines: _BadLines) -> tuple[str, np.ndarray]:
+                  bad_lines: BadLines) -> tuple[str, np.ndarray]:
   """Decodes a chunk from UTF-8; lines that are not valid UTF-8 are recorded and left out."""
   try:
     return chunk.decode("utf-8"), line_numbers
@@ -348,7 +371,7 @@ def _decode_lines(chunk: bytes, line_numbers: np.ndarray,
 
 
 def _drop_long_fields(fields: list, line_numbers: np.ndarray, num_fields: int,
-                      positions: list[int | None], bad_lines: _BadLines) -> tuple[list, np.ndarray]:
+                      positions: list[int | None], bad_lines: BadLines) -> tuple[list, np.ndarray]:
   """Records and leaves out lines whose user, item, rating or timestamp field is too long."""
   rows = line_numbers.size
   too_long = np.zeros(rows, dtype=bool)
@@ -372,17 +395,13 @@ def _drop_long_fields(fields: list, line_numbers: np.ndarray, num_fields: int,
 
 def _convert_columns(fields: list, line_numbers: np.ndarray, num_fields: int,
                      positions: list[int | None], rating_scale: tuple[float, float] | None,
-                     bad_lines: _BadLines):
+                     bad_lines: BadLines):
   """Converts the selected fields to columns; lines with a bad value are recorded and left out."""
   user_position, item_position, rating_position, timestamp_position = positions
-  bad = np.zeros(line_numbers.size, dtype=bool)
+  check = RowChecks(bad_lines, line_numbers)
 
   def column(position: int) -> np.ndarray:
     return np.array(fields[position::num_fields]) if fields else np.array([], dtype="S1")
-
-  def check(is_bad: np.ndarray, describe) -> None:
-    bad_lines.add(line_numbers, is_bad & ~bad, describe)
-    bad[:] |= is_bad
 
   user, item = column(user_position), column(item_position)
   for values, position, role in ((user, user_position, "user"), (item, item_position, "item")):
@@ -390,18 +409,13 @@ def _convert_columns(fields: list, line_numbers: np.ndarray, num_fields: int,
         f"empty {r} id in field {p + 1}"))
   rating = _numeric_column(column(rating_position), rating_position, np.float32, "a number",
                            "rating", check)
-  check(~np.isfinite(rating), lambda row: f"rating {float(rating[row])} is not a finite number")
-  if rating_scale is not None:
-    low, high = rating_scale
-    check((rating < low) | (rating > high), lambda row: (
-        f"rating {float(rating[row])} is outside the rating scale [{low}, {high}]; if the data "
-        "uses another scale, set --rating_scale=lowest,highest"))
+  check.ratings(rating, rating_scale)
   timestamp = None
   if timestamp_position is not None:
     timestamp = _numeric_column(column(timestamp_position), timestamp_position, np.int64,
                                 "an integer", "timestamp", check)
-  if bad.any():
-    good = ~bad
+  if check.bad.any():
+    good = ~check.bad
     user, item, rating, line_numbers = user[good], item[good], rating[good], line_numbers[good]
     timestamp = None if timestamp is None else timestamp[good]
   return user, item, rating, timestamp, line_numbers
@@ -425,12 +439,14 @@ def _numeric_column(values: np.ndarray, position: int, dtype, kind: str, role: s
 
 
 def unparsable(values: np.ndarray, dtype) -> np.ndarray:
-  """A mask of the values that do not convert to `dtype` (float32 or int64).
+  """A mask of the values that do not convert to `dtype`.
 
-  numpy converts text with Python's float() and int(), so one pass of those finds the bad values;
-  bisecting with vectorised conversions then catches any value on which the two would disagree.
+  numpy converts text to float32 and int64 with Python's float() and int(), so one pass of those
+  finds the bad values; bisecting with vectorised conversions then catches any other (and all for
+  other dtypes, such as dates).
   """
-  convert = float if np.dtype(dtype).kind == "f" else int
+  kind = np.dtype(dtype).kind
+  convert = float if kind == "f" else int
 
   def converts(value) -> bool:
     try:
@@ -439,8 +455,10 @@ def unparsable(values: np.ndarray, dtype) -> np.ndarray:
       return False
     return convert is float or -2**63 <= number < 2**63
 
-  invalid = np.fromiter((not converts(value) for value in values.tolist()), dtype=bool,
-                        count=values.shape[0])
+  invalid = np.zeros(values.shape[0], dtype=bool)
+  if kind in "fi":
+    invalid = np.fromiter((not converts(value) for value in values.tolist()), dtype=bool,
+                          count=values.shape[0])
   rest = np.flatnonzero(~invalid)
   ranges = [(0, rest.shape[0])]
   while ranges:

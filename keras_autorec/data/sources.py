@@ -47,7 +47,7 @@ def load_ratings(config: DataConfig) -> Ratings:
   elif config.data_dir is None:
     ratings = tfds_source.load_tfds(dataset, config.tfds_data_dir, config.rating_scale)
   elif dataset == "netflix":
-    ratings = netflix.load_netflix(config.data_dir, config.rating_scale)
+    ratings = netflix.load_netflix(config.data_dir, config.rating_scale, config.on_bad_lines)
   else:
     ratings = grouplens.load_movielens(dataset, config.data_dir, config.rating_scale,
                                        config.on_bad_lines)
