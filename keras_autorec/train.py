@@ -63,7 +63,8 @@ def run(data_config: sources.DataConfig, split_config: SplitConfig,
           metadata={"data": dataclasses.asdict(data_config),
                     "split": dataclasses.asdict(split_config),
                     "model": dataclasses.asdict(model_config),
-                    "train": dataclasses.asdict(train_config), "metrics": metrics})
+                    "train": dataclasses.asdict(train_config), "metrics": metrics},
+          blend=trained.blend)
       logging.info("Exported the model to %s", metrics["export_path"])
     runs.append(metrics)
   summary = {"dataset": data_config.dataset, "model": "I-AutoRec" if model_config.item_based
