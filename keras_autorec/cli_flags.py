@@ -156,6 +156,10 @@ def define_train_flags() -> None:
   _define("enum", "execution", defaults.execution, "dense (per-batch dense rows), sparse "
           "(O(nnz x k) epochs, for large data) or auto (sparse when rows x columns is large).",
           enum_values=["auto", "dense", "sparse"])
+  _define("boolean", "blend", defaults.blend, "Blend AutoRec with user and item biases, "
+          "weighted by the row's training count and fitted on validation "
+          "(keras_autorec/blend.py), which helps rarely rated items; --noblend scores AutoRec "
+          "alone, as the paper.")
 
 
 def data_config() -> sources.DataConfig:
@@ -197,7 +201,7 @@ def train_config() -> training.TrainConfig:
       batch_size=FLAGS.batch_size, patience=FLAGS.patience,
       mixed_precision=FLAGS.mixed_precision, strategy=FLAGS.strategy, model_dir=FLAGS.model_dir,
       seed=FLAGS.seed, default_rating=FLAGS.default_rating, verbose=FLAGS.verbose,
-      execution=FLAGS.execution)
+      execution=FLAGS.execution, blend=FLAGS.blend)
 
 
 def _flag_help(name: str) -> str:

@@ -54,12 +54,18 @@ def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarra
 
 
 def evaluate_ratings(model, layout: RowLayout, ratings: Ratings, default_rating: float = 3.0,
-                     batch_size: int = 256) -> RatingErrors:
-  """RMSE and MAE of the model on held-out ratings, unseen users/items predicted as default."""
+                     batch_size: int = 256, blend=None) -> RatingErrors:
+  """RMSE and MAE of the model on held-out ratings, unseen users/items predicted as default.
+
+  With a `keras_autorec.blend.RatingBlend`, pairs of a seen user and item are scored blended.
+  """
   if ratings.num_ratings == 0:
     return RatingErrors(math.nan, math.nan, 0, 0)
   rows, columns = layout.positions(ratings)
   predictions = predict_pairs(model, layout, rows, columns, default_rating, batch_size)
+  if blend is not None:
+    seen = (rows >= 0) & (columns >= 0)
+    predictions[seen] = blend.apply(rows[seen], columns[seen], predictions[seen])
   error = ratings.rating - predictions
   return RatingErrors(rmse=float(np.sqrt(np.mean(np.square(error)))),
                       mae=float(np.mean(np.abs(error))), num_ratings=ratings.num_ratings,

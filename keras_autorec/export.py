@@ -14,7 +14,9 @@ activation and the clip is to the rating scale, exactly as `AutoRec.predict_rati
 
 Signatures (method predict, named inputs, dict outputs):
   serving_default        user_id str [B], item_id str [B] -> rating float32 [B]; the default rating
-                         when the user or the item has no training ratings.
+                         when the user or the item has no training ratings. Exported with a
+                         rare-rows blend (`keras_autorec.blend`), the blended rating, as
+                         evaluated; the other signatures rank and rate by the model alone.
   recommend              user_id str [B] -> item_ids str [B, K], scores float32 [B, K],
                          ratings float32 [B, K]; items the user rated in training are excluded.
   recommend_for_ratings  item_ids str [B, L], ratings float32 [B, L] ("" pads) -> item_ids,
@@ -68,6 +70,7 @@ import tensorflow as tf
 from keras import ops
 
 import keras_autorec
+from keras_autorec.blend import RatingBlend, ServingBlend
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, SparseRows, sparse_rows
 from keras_autorec.model import AutoRec
@@ -311,8 +314,10 @@ def _constant_variable(value, dtype) -> tf.Variable:
 class _ServingModule(tf.Module):
   """The exported signatures over the precomputed tables."""
 
-  def __init__(self, arrays: _ServingArrays, model: AutoRec, config: ExportConfig):
+  def __init__(self, arrays: _ServingArrays, model: AutoRec, config: ExportConfig,
+               blend: ServingBlend | None = None):
     super().__init__(name="autorec_serving")
+    self.blend = blend
     self.item_based = model.item_based
     self.decoder_activation = model.decoder_activation
     self.encoder_activation = model.encoder_activation
@@ -338,8 +343,10 @@ class _ServingModule(tf.Module):
     self.rating_table = None
     if self.num_users * self.num_items <= config.rating_table_max_cells:
       # The same float32 arithmetic as the O(k) path, done once for every pair.
-      self.rating_table = _constant_variable(self._decode(self._scores_for_users(
-          self.user_vectors[:self.num_users], self.user_biases[:self.num_users])), tf.float32)
+      table = self._decode(self._scores_for_users(self.user_vectors[:self.num_users],
+                                                  self.user_biases[:self.num_users]))
+      self.rating_table = _constant_variable(
+          table if blend is None else blend.table(table), tf.float32)
     norms = np.linalg.norm(arrays.item_vectors, axis=1, keepdims=True)
     self.item_unit_vectors = _constant_variable(
         arrays.item_vectors / np.maximum(norms, _MIN_NORM), tf.float32)
@@ -399,6 +406,8 @@ class _ServingModule(tf.Module):
           tf.reduce_sum(tf.gather(self.user_vectors, users) * tf.gather(self.item_vectors, items),
                         axis=1)
           + tf.gather(self.user_biases, users) + tf.gather(self.item_biases, items))
+      if self.blend is not None:
+        rating = self.blend.pairs(users, items, rating)
     return {"rating": tf.where(known, rating, self.default_rating)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
@@ -580,10 +589,12 @@ def _write_metadata(path: str, model: AutoRec, layout: RowLayout, config: Export
 
 
 def _write_saved_model(directory: str, model: AutoRec, layout: RowLayout, config: ExportConfig,
-                       metadata: dict | None) -> None:
+                       metadata: dict | None, blend: RatingBlend | None = None) -> None:
   """Writes the complete SavedModel with its assets.extra into `directory`."""
   arrays = _serving_arrays(model, layout)
-  module = _ServingModule(arrays, model, config)
+  serving_blend = (None if blend is None
+                   else ServingBlend(blend, model.item_based, model.rating_scale))
+  module = _ServingModule(arrays, model, config, serving_blend)
   tf.saved_model.save(module, directory, signatures=module.serving_signatures())
   extra = os.path.join(directory, ASSETS_EXTRA)
   os.makedirs(extra, exist_ok=True)
@@ -665,7 +676,7 @@ def _publish(partial_dir: str, export_dir: str) -> str:
 
 
 def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
-                 metadata: dict | None = None) -> str:
+                 metadata: dict | None = None, blend: RatingBlend | None = None) -> str:
   """Exports a new integer version under config.export_dir atomically; returns its path.
 
   Args:
@@ -674,6 +685,8 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
     config: where and how to export.
     metadata: JSON-serialisable facts to record, e.g. the dataset, split and metrics; written
       with the model and export configuration to `<version>/assets.extra/metadata.json`.
+    blend: the rare-rows blend the model was evaluated with (`TrainedModel.blend`):
+      serving_default then serves the blended ratings.
   """
   if config.top_k < 1:
     raise ValueError(f"top_k must be positive, got {config.top_k}")
@@ -691,7 +704,7 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
   partial_dir = tempfile.mkdtemp(prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-",
                                  dir=config.export_dir)
   try:
-    _write_saved_model(partial_dir, model, layout, config, metadata)
+    _write_saved_model(partial_dir, model, layout, config, metadata, blend)
     _fsync_tree(partial_dir)
     return _publish(partial_dir, config.export_dir)
   finally:

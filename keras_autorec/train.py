@@ -94,7 +94,8 @@ def run(data_config: sources.DataConfig, split_config: SplitConfig,
                     "split": dataclasses.asdict(split_config),
                     "model": dataclasses.asdict(model_config),
                     "train": dataclasses.asdict(train_config), "refit": refit,
-                    "metrics": metrics})
+                    "metrics": metrics},
+          blend=trained.blend)
       (logging.warning if previous else logging.info)(
           "Exported version %s of %s%s", os.path.basename(metrics["export_path"]),
           export_config.export_dir, previous)

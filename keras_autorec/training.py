@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_autorec import blend as blend_lib
 from keras_autorec import distribution, progress
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, build_layout
@@ -54,6 +55,9 @@ class TrainConfig:
     execution: 'dense', 'sparse' (O(nnz x k) epochs, `keras_autorec.sparse`) or 'auto' (sparse
       when the rows x columns matrix has over `sparse.AUTO_SPARSE_CELLS` cells and the sparse
       path supports the configuration).
+    blend: blend AutoRec with user and item biases by the row's training count, the blend
+      fitted on validation ratings (`keras_autorec.blend`); False scores AutoRec alone (the
+      paper).
   """
 
   optimizer: str = "rprop"
@@ -68,6 +72,7 @@ class TrainConfig:
   default_rating: float = 3.0
   verbose: int = 1
   execution: str = "auto"
+  blend: bool = True
 
 
 @dataclasses.dataclass
@@ -80,6 +85,7 @@ class TrainedModel:
   epochs_run: int
   best_epoch: int
   seconds: float
+  blend: blend_lib.RatingBlend | None = None  # applied to the model's ratings where set
 
 
 class CheckpointMismatchError(ValueError):
@@ -316,7 +322,8 @@ def evaluate(trained: TrainedModel, split: RatingsSplit, default_rating: float =
   """Validation and test RMSE/MAE of a trained model, with counts of default predictions."""
   metrics = {}
   for name, ratings in (("validation", split.validation), ("test", split.test)):
-    errors = evaluate_ratings(trained.model, trained.layout, ratings, default_rating)
+    errors = evaluate_ratings(trained.model, trained.layout, ratings, default_rating,
+                              blend=trained.blend)
     metrics.update(errors.as_dict(name))
     noise_floor = ratings.noise_floor_rmse()
     if noise_floor is not None:
@@ -326,20 +333,44 @@ def evaluate(trained: TrainedModel, split: RatingsSplit, default_rating: float =
   return metrics
 
 
+def _autorec_alone(trained: TrainedModel, split: RatingsSplit, default_rating: float,
+                   name: str) -> dict:
+  """`{name}_rmse_autorec_alone`: the unblended model's RMSE, for comparison only."""
+  ratings = split.validation if name == "validation" else split.test
+  errors = evaluate_ratings(trained.model, trained.layout, ratings, default_rating)
+  return {f"{name}_rmse_autorec_alone": errors.rmse}
+
+
 def fit_and_evaluate(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfig,
                      refit: bool = True) -> tuple[TrainedModel, dict]:
   """Early-stops on validation, optionally refits on train + validation; returns model, metrics.
 
   Validation metrics are the early-stopped model's. Test metrics are the returned model's: with
   `refit`, one trained afresh on train + validation for the early-stopped number of epochs.
+  With `train_config.blend`, the rare-rows blend is fitted on the early-stopped model's validation
+  predictions and every reported RMSE is blended (validation's, fitted there, is optimistic by
+  the blend's two parameters); `*_rmse_autorec_alone` are the model's alone, for comparison.
   """
   trained = fit(split, model_config, train_config)
+  if train_config.blend and split.validation.num_ratings:
+    trained.blend = blend_lib.fit_rating_blend(trained.model, trained.layout, split.validation)
   metrics = evaluate(trained, split, train_config.default_rating)
+  if trained.blend is not None:
+    metrics.update(_autorec_alone(trained, split, train_config.default_rating, "validation"),
+                   blend_offset=trained.blend.count_blend.offset,
+                   blend_slope=trained.blend.count_blend.slope)
   if not refit or split.validation.num_ratings == 0:
+    if trained.blend is not None:
+      metrics.update(_autorec_alone(trained, split, train_config.default_rating, "test"))
     return trained, metrics
   refitted = fit_on_train_and_validation(split, model_config, train_config, trained.best_epoch)
+  if trained.blend is not None:
+    # The weights chosen on validation, over biases and counts of the refit's training ratings.
+    refitted.blend = blend_lib.for_layout(trained.blend.count_blend, refitted.layout)
   refit_metrics = evaluate(refitted, split, train_config.default_rating)
   metrics.update({key: value for key, value in refit_metrics.items() if key.startswith("test_")})
+  if refitted.blend is not None:
+    metrics.update(_autorec_alone(refitted, split, train_config.default_rating, "test"))
   metrics.update(refit_epochs=refitted.epochs_run,
                  train_seconds=metrics["train_seconds"] + refitted.seconds)
   return refitted, metrics

@@ -53,9 +53,10 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
   markdown = experiments.run_experiment("baselines", config, runner)
   assert "BiasedMF (tuned on validation: 2 factors, l2 0.1, lbfgs)" in markdown
   assert "| I-AutoRec |" in markdown
+  assert "| item kNN with baseline (pearson_baseline, k=40) |" in markdown
   assert re.search(r"Wall time of this invocation \d+ s", markdown)
   cached = (tmp_path / "runs.jsonl").read_text().count("\n")
-  assert cached == 2
+  assert cached == 3
   # orientation's I-AutoRec is baselines' I-AutoRec: only U-AutoRec is fitted.
   experiments.run_experiment("orientation", config, experiments.Runner(config))
   assert (tmp_path / "runs.jsonl").read_text().count("\n") == cached + 1
