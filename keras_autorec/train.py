@@ -84,27 +84,42 @@ def _log_run(metrics: dict) -> None:
                metrics["train_seconds"])
 
 
+def configure_logging() -> None:
+  """Our INFO lines on, TensorFlow's off: several per saved function would bury the summary."""
+  logging.getLogger().setLevel(logging.INFO)
+  for tensorflow_logger in ("absl", "tensorflow"):
+    logging.getLogger(tensorflow_logger).setLevel(logging.WARNING)
+
+
+def export_config_from_flags() -> export.ExportConfig | None:
+  """The export flags' ExportConfig; None when --export_dir is empty."""
+  if not FLAGS.export_dir:
+    return None
+  return export.ExportConfig(export_dir=FLAGS.export_dir, top_k=FLAGS.export_top_k,
+                             default_rating=FLAGS.default_rating,
+                             popularity_weight=FLAGS.export_popularity_weight)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.getLogger().setLevel(logging.INFO)
-  # TensorFlow's INFO lines (several per saved function) would bury the run's summary.
-  for tensorflow_logger in ("absl", "tensorflow"):
-    logging.getLogger(tensorflow_logger).setLevel(logging.WARNING)
-  export_config = None
-  if FLAGS.export_dir:
-    export_config = export.ExportConfig(export_dir=FLAGS.export_dir, top_k=FLAGS.export_top_k,
-                                        default_rating=FLAGS.default_rating,
-                                        popularity_weight=FLAGS.export_popularity_weight)
+  configure_logging()
   try:
     summary = run(cli_flags.data_config(), cli_flags.split_config(), cli_flags.model_config(),
-                  cli_flags.train_config(), FLAGS.repeats, export_config, FLAGS.refit)
+                  cli_flags.train_config(), FLAGS.repeats, export_config_from_flags(),
+                  FLAGS.refit)
   except (ValueError, OSError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
   if FLAGS.metrics_file:
     with open(FLAGS.metrics_file, "w") as f:
       json.dump(summary, f, indent=2)
+  print_summary(summary)
+  return 0
+
+
+def print_summary(summary: dict) -> None:
+  """Prints the mean test and validation metrics of `run` and each run's noise floor."""
   print(f"{summary['model']} on {summary['dataset']} ({summary['repeats']} run(s)): "
         f"test RMSE {summary['test_rmse_mean']:.4f} +/- {summary['test_rmse_ci95']:.4f}, "
         f"MAE {summary['test_mae_mean']:.4f}; validation RMSE "
@@ -114,7 +129,6 @@ def main(argv):
       floor = metrics["test_noise_floor_rmse"]
       print(f"seed {metrics['seed']}: noise floor (RMSE of a perfect model) {floor:.4f}; test "
             f"RMSE {metrics['test_rmse']:.4f} is {metrics['test_rmse'] / floor:.3f}x the floor")
-  return 0
 
 
 if __name__ == "__main__":

@@ -13,17 +13,6 @@ from keras_autorec import experiments, training
 from keras_autorec.data import sources
 
 
-@pytest.fixture
-def ratings_file(tmp_path, ratings):
-  path = tmp_path / "ratings.csv"
-  with open(path, "w") as f:
-    f.write("user,item,rating\n")
-    for user, item, rating in zip(ratings.user_ids[ratings.user_index],
-                                  ratings.item_ids[ratings.item_index], ratings.rating):
-      f.write(f"{user},{item},{rating}\n")
-  return str(path)
-
-
 def test_cli_writes_the_hidden_units_table_and_plot(tmp_path, ratings_file):
   results = tmp_path / "results"
   argv = ["experiments", "--dataset=csv", f"--ratings_file={ratings_file}", "--repeats=1",
