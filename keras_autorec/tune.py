@@ -33,7 +33,7 @@ flags.DEFINE_string("tune_dir", "tuning", "Where KerasTuner stores the trials; a
                     "started again on the same folder and project resumes.")
 flags.DEFINE_string("project_name", "autorec", "Sub-folder of --tune_dir holding this search.")
 flags.DEFINE_enum("oracle", "bayesian", list(tuning.ORACLES), "KerasTuner oracle.")
-flags.DEFINE_integer("max_trials", 10, "Most trials (the grid oracle also stops when the grid "
+flags.DEFINE_integer("max_trials", 15, "Most trials (the grid oracle also stops when the grid "
                      "is exhausted; 0 = the whole grid).")
 flags.DEFINE_list("tune_lambdas", [str(v) for v in tuning.DEFAULT_LAMBDAS], "The paper's "
                   "lambda values to try, fitted as l2_weight = lambda / (2 N training ratings) "

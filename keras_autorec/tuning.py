@@ -88,6 +88,20 @@ class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
     self._populate_next = list(self.start_order)
 
 
+class DistinctBayesianOptimizationOracle(keras_tuner.oracles.BayesianOptimizationOracle):
+  """KerasTuner's Bayesian oracle that never proposes a point it has tried.
+
+  Over discrete choices the Gaussian process's optimum often rounds to a tried point, which
+  KerasTuner 1.4 fits again; a random untried point is more useful for the same budget.
+  """
+
+  def populate_space(self, trial_id):
+    response = super().populate_space(trial_id)
+    if response["values"] is not None and self._duplicate(response["values"]):
+      return self._random_populate_space()
+    return response
+
+
 def make_oracle(name: str, hyperparameters: keras_tuner.HyperParameters,
                 max_trials: int | None, seed: int = 0) -> keras_tuner.Oracle:
   """KerasTuner's grid, random or Bayesian oracle minimising validation RMSE over the space.
@@ -107,7 +121,7 @@ def make_oracle(name: str, hyperparameters: keras_tuner.HyperParameters,
     # KerasTuner's default, 3 random trials per hyper-parameter (fixed ones included), would
     # spend a small budget on random trials alone; start the Gaussian process at half of it.
     varying = sum(len(getattr(hp, "values", ())) > 1 for hp in hyperparameters.space)
-    return keras_tuner.oracles.BayesianOptimizationOracle(
+    return DistinctBayesianOptimizationOracle(
         objective=OBJECTIVE, max_trials=max_trials, hyperparameters=hyperparameters, seed=seed,
         num_initial_points=max(3, min(3 * varying, max_trials // 2)))
   raise ValueError(f"oracle must be one of {ORACLES}, got {name!r}")

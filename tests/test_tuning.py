@@ -109,3 +109,19 @@ def test_autorec_configs_apply_every_searched_value():
 def test_an_activation_pair_without_a_colon_is_refused():
   with pytest.raises(ValueError, match="'encoder:decoder'.*'sigmoid'"):
     tuning.AutoRecSpace(activations=("sigmoid",)).hyperparameters()
+
+
+def test_the_bayesian_oracle_never_fits_a_point_twice(split, tmp_path):
+  tried = []
+
+  def fit(search_split, values):
+    tried.append(values["k"])
+    # A smooth valley at k = 4 draws the Gaussian process back to the tried optimum.
+    return None, 1.0 + 0.01 * (values["k"] - 4) ** 2, 1
+
+  hyperparameters = keras_tuner.HyperParameters()
+  hyperparameters.Choice("k", list(range(8)))
+  tuning.search(split, hyperparameters, fit, str(tmp_path), "search", oracle="bayesian",
+                max_trials=8, seed=0)
+  assert len(tried) == 8
+  assert sorted(tried) == list(range(8))
