@@ -194,8 +194,15 @@ def activations(runner: Runner) -> list[Row]:
 def baselines(runner: Runner) -> list[Row]:
   """BiasedMF tuned on the first repeat's validation ratings vs I-AutoRec (table 1c)."""
   config = runner.config
+  grid = {"data": dataclasses.asdict(config.data), "split": runner.splits[0].description,
+          "grid": [config.mf_factors, config.mf_l2_weights, config.mf_optimizers],
+          "seed": config.seed}
+  # KerasTuner keeps the grid's trials here, so a killed run resumes after its last fit.
+  tuning_dir = os.path.join(config.results_dir, "biased_mf_tuning",
+                            hashlib.sha256(json.dumps(grid, sort_keys=True).encode()).hexdigest())
   result = tuning.tune_biased_mf(runner.splits[0], biased_mf.BiasedMFConfig(seed=config.seed),
-                                 config.mf_factors, config.mf_l2_weights, config.mf_optimizers)
+                                 config.mf_factors, config.mf_l2_weights, config.mf_optimizers,
+                                 directory=tuning_dir)
   _write_csv(os.path.join(config.results_dir, "baselines_biased_mf_tuning.csv"),
              [{**trial.params, "validation_rmse": trial.validation_rmse,
                "best_epoch": trial.best_epoch, "seconds": trial.seconds}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import os
 import re
 
@@ -49,6 +50,12 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
   experiments.run_experiment("orientation", config, experiments.Runner(config))
   assert (tmp_path / "runs.jsonl").read_text().count("\n") == cached + 1
   assert os.path.exists(tmp_path / "baselines_biased_mf_tuning.csv")
+  # BiasedMF's grid search is stored by KerasTuner: a rerun resumes it instead of starting over.
+  trials = glob.glob(str(tmp_path / "biased_mf_tuning" / "*" / "search" / "trial_*"))
+  assert len(trials) == 1
+  rerun = experiments.run_experiment("baselines", config, experiments.Runner(config))
+  assert "BiasedMF (tuned on validation: 2 factors, l2 0.1, lbfgs)" in rerun
+  assert glob.glob(str(tmp_path / "biased_mf_tuning" / "*" / "search" / "trial_*")) == trials
 
 
 def test_rejects_unknown_splits(tmp_path, ratings_file):
