@@ -28,6 +28,9 @@ setup(
         "absl-py>=2.1",
         # Keras' TensorBoard callback writes the logs in --model_dir.
         "tensorboard>=2.21,<2.22",
+        # `python -m keras_autorec.tune`; its default Bayesian oracle needs scikit-learn.
+        "keras-tuner>=1.4.7,<1.5",
+        "scikit-learn>=1.3",
     ],
     extras_require={
         "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60"],

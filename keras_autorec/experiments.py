@@ -62,6 +62,7 @@ class ExperimentConfig:
     refit: AutoRec's test metrics come from a refit on train + validation for the early-stopped
       epoch count (`keras_autorec.training.fit_and_evaluate`).
     mf_factors, mf_l2_weights, mf_optimizers: BiasedMF's tuning grid.
+    mf_epochs: BiasedMF's most full-batch steps.
   """
 
   data: sources.DataConfig
@@ -77,6 +78,7 @@ class ExperimentConfig:
   mf_factors: tuple[int, ...] = tuning.BIASED_MF_FACTORS
   mf_l2_weights: tuple[float, ...] = tuning.BIASED_MF_L2_WEIGHTS
   mf_optimizers: tuple[str, ...] = tuning.BIASED_MF_OPTIMIZERS
+  mf_epochs: int = biased_mf.BiasedMFConfig.epochs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,13 +207,20 @@ def activations(runner: Runner) -> list[Row]:
 def baselines(runner: Runner) -> list[Row]:
   """BiasedMF tuned on the first repeat's validation ratings and item kNN vs I-AutoRec (1c)."""
   config = runner.config
-  result = tuning.tune_biased_mf(runner.splits[0], biased_mf.BiasedMFConfig(seed=config.seed),
-                                 config.mf_factors, config.mf_l2_weights, config.mf_optimizers)
+  grid = {"data": dataclasses.asdict(config.data), "split": runner.splits[0].description,
+          "grid": [config.mf_factors, config.mf_l2_weights, config.mf_optimizers],
+          "seed": config.seed, "epochs": config.mf_epochs}
+  # KerasTuner keeps the grid's trials here, so a killed run resumes after its last fit.
+  tuning_dir = os.path.join(config.results_dir, "biased_mf_tuning",
+                            hashlib.sha256(json.dumps(grid, sort_keys=True).encode()).hexdigest())
+  base = biased_mf.BiasedMFConfig(seed=config.seed, epochs=config.mf_epochs)
+  result = tuning.tune_biased_mf(runner.splits[0], base, config.mf_factors,
+                                 config.mf_l2_weights, config.mf_optimizers, directory=tuning_dir)
   _write_csv(os.path.join(config.results_dir, "baselines_biased_mf_tuning.csv"),
              [{**trial.params, "validation_rmse": trial.validation_rmse,
                "best_epoch": trial.best_epoch, "seconds": trial.seconds}
               for trial in result.trials])
-  chosen = dataclasses.replace(biased_mf.BiasedMFConfig(), **result.best.params)
+  chosen = dataclasses.replace(base, **result.best.params)
   label = (f"BiasedMF (tuned on validation: {chosen.factors} factors, l2 {chosen.l2_weight}, "
            f"{chosen.optimizer})")
   knn = knn_baseline.KNNBaselineConfig()
@@ -331,6 +340,8 @@ flags.DEFINE_list("mf_factors", [str(k) for k in tuning.BIASED_MF_FACTORS],
 flags.DEFINE_list("mf_l2_weights", [str(w) for w in tuning.BIASED_MF_L2_WEIGHTS],
                   "BiasedMF per-rating L2 grid.")
 flags.DEFINE_list("mf_optimizers", list(tuning.BIASED_MF_OPTIMIZERS), "BiasedMF optimisers.")
+flags.DEFINE_integer("mf_epochs", biased_mf.BiasedMFConfig.epochs, "BiasedMF's most full-batch "
+                     "steps (L-BFGS iterations); early stopping usually ends it sooner.")
 
 
 def main(argv):
@@ -344,7 +355,7 @@ def main(argv):
       hidden_units_grid=tuple(int(k) for k in FLAGS.hidden_units_grid), refit=FLAGS.refit,
       mf_factors=tuple(int(k) for k in FLAGS.mf_factors),
       mf_l2_weights=tuple(float(w) for w in FLAGS.mf_l2_weights),
-      mf_optimizers=tuple(FLAGS.mf_optimizers))
+      mf_optimizers=tuple(FLAGS.mf_optimizers), mf_epochs=FLAGS.mf_epochs)
   try:
     runner = Runner(config)
     for name in EXPERIMENTS if argv[1] == "all" else (argv[1],):

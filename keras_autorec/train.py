@@ -146,40 +146,55 @@ def next_steps(summary: dict, metrics_file: str | None) -> list[str]:
   return lines
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def configure_logging() -> None:
+  """Our INFO lines on, TensorFlow's off: several per saved function would bury the summary."""
   logging.getLogger().setLevel(logging.INFO)
-  # TensorFlow's INFO lines (several per saved function) would bury the run's summary. Filters
-  # rather than levels: TensorFlow's SavedModel export sets absl's verbosity and then restores
-  # it, which resets the levels to INFO.
+  # Filters rather than levels: TensorFlow's SavedModel export sets absl's verbosity and then
+  # restores it, which resets the levels to INFO.
   for tensorflow_logger in ("absl", "tensorflow"):
     logging.getLogger(tensorflow_logger).addFilter(
         lambda record: record.levelno >= logging.WARNING)
-  data_config = cli_flags.data_config()
-  export_dir = export.default_export_dir(dataclasses.asdict(data_config)) if FLAGS.export_dir is None else FLAGS.export_dir
-  export_config = None
-  if export_dir:
-    export_config = export.ExportConfig(export_dir=export_dir, top_k=FLAGS.export_top_k,
-                                        default_rating=FLAGS.default_rating,
-                                        popularity_weight=FLAGS.export_popularity_weight)
-  try:
-    summary = run(data_config, cli_flags.split_config(), cli_flags.model_config(),
-                  cli_flags.train_config(), FLAGS.repeats, export_config, FLAGS.refit)
-  except (ValueError, OSError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  if FLAGS.metrics_file:
-    with open(FLAGS.metrics_file, "w") as f:
-      json.dump(summary, f, indent=2)
+
+
+def export_config_from_flags(data_config: sources.DataConfig) -> export.ExportConfig | None:
+  """The export flags' ExportConfig (default base path per data set); None for an empty one."""
+  export_dir = (export.default_export_dir(dataclasses.asdict(data_config))
+                if FLAGS.export_dir is None else FLAGS.export_dir)
+  if not export_dir:
+    return None
+  return export.ExportConfig(export_dir=export_dir, top_k=FLAGS.export_top_k,
+                             default_rating=FLAGS.default_rating,
+                             popularity_weight=FLAGS.export_popularity_weight)
+
+
+def print_summary(summary: dict, metrics_file: str | None) -> None:
+  """Prints the run's result, each run's noise floor, and what was written and how to serve it."""
   print(summary_text(summary))
   for metrics in summary["runs"]:
     if "test_noise_floor_rmse" in metrics:
       floor = metrics["test_noise_floor_rmse"]
       print(f"seed {metrics['seed']}: noise floor (RMSE of a perfect model) {floor:.4f}; test "
             f"RMSE {metrics['test_rmse']:.4f} is {metrics['test_rmse'] / floor:.3f}x the floor")
-  for line in next_steps(summary, FLAGS.metrics_file):
+  for line in next_steps(summary, metrics_file):
     print(line)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  configure_logging()
+  data_config = cli_flags.data_config()
+  try:
+    summary = run(data_config, cli_flags.split_config(), cli_flags.model_config(),
+                  cli_flags.train_config(), FLAGS.repeats, export_config_from_flags(data_config),
+                  FLAGS.refit)
+  except (ValueError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  if FLAGS.metrics_file:
+    with open(FLAGS.metrics_file, "w") as f:
+      json.dump(summary, f, indent=2)
+  print_summary(summary, FLAGS.metrics_file)
   return 0
 
 

@@ -62,6 +62,18 @@ def split(ratings) -> splits.RatingsSplit:
 
 
 @pytest.fixture
+def ratings_file(tmp_path, ratings) -> str:
+  """make_ratings() as a user,item,rating CSV file."""
+  path = tmp_path / "ratings.csv"
+  with open(path, "w") as f:
+    f.write("user,item,rating\n")
+    for user, item, rating in zip(ratings.user_ids[ratings.user_index],
+                                  ratings.item_ids[ratings.item_index], ratings.rating):
+      f.write(f"{user},{item},{rating}\n")
+  return str(path)
+
+
+@pytest.fixture
 def reset_policy():
   """Restores the float32 global dtype policy however the test ends."""
   yield

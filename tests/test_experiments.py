@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import os
 import re
 
@@ -11,17 +12,6 @@ from absl.testing import flagsaver
 
 from keras_autorec import experiments, training
 from keras_autorec.data import sources
-
-
-@pytest.fixture
-def ratings_file(tmp_path, ratings):
-  path = tmp_path / "ratings.csv"
-  with open(path, "w") as f:
-    f.write("user,item,rating\n")
-    for user, item, rating in zip(ratings.user_ids[ratings.user_index],
-                                  ratings.item_ids[ratings.item_index], ratings.rating):
-      f.write(f"{user},{item},{rating}\n")
-  return str(path)
 
 
 def test_cli_writes_the_hidden_units_table_and_plot(tmp_path, ratings_file):
@@ -61,6 +51,12 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
   experiments.run_experiment("orientation", config, experiments.Runner(config))
   assert (tmp_path / "runs.jsonl").read_text().count("\n") == cached + 1
   assert os.path.exists(tmp_path / "baselines_biased_mf_tuning.csv")
+  # BiasedMF's grid search is stored by KerasTuner: a rerun resumes it instead of starting over.
+  trials = glob.glob(str(tmp_path / "biased_mf_tuning" / "*" / "search" / "trial_*"))
+  assert len(trials) == 1
+  rerun = experiments.run_experiment("baselines", config, experiments.Runner(config))
+  assert "BiasedMF (tuned on validation: 2 factors, l2 0.1, lbfgs)" in rerun
+  assert glob.glob(str(tmp_path / "biased_mf_tuning" / "*" / "search" / "trial_*")) == trials
 
 
 def test_rejects_unknown_splits(tmp_path, ratings_file):

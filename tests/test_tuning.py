@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras_tuner
 import numpy as np
 import pytest
 
@@ -16,21 +17,49 @@ def test_paper_lambda_converts_to_the_loss_scale():
   assert tuning.paper_lambda_to_l2_weight(1.0, 1) == pytest.approx(0.5)
 
 
-def test_grid_search_fits_without_test_ratings_and_picks_the_lowest_validation_rmse(split):
+def test_search_fits_without_test_ratings_and_picks_the_lowest_validation_rmse(split, tmp_path):
   seen_test_sizes = []
 
-  def fit(search_split, config):
+  def fit(search_split, values):
     seen_test_sizes.append(search_split.test.num_ratings)
-    return {"config": config}, {"a": 0.9, "b": 0.8, "c": 0.85}[config], 1
+    return {"name": values["name"]}, {"a": 0.9, "b": 0.8, "c": 0.85}[values["name"]], 1
 
   def evaluate(trained, full_split):
-    return {"config": trained["config"], "test_ratings": full_split.test.num_ratings}
+    return {"name": trained["name"], "test_ratings": full_split.test.num_ratings}
 
-  result = tuning.grid_search(split, [({"name": n}, n) for n in "abc"], fit, evaluate)
+  hyperparameters = keras_tuner.HyperParameters()
+  hyperparameters.Choice("name", ["a", "b", "c"])
+  result = tuning.search_and_evaluate(split, hyperparameters, fit, evaluate, str(tmp_path))
   assert seen_test_sizes == [0, 0, 0]
   assert result.best.params == {"name": "b"}
-  assert [t.validation_rmse for t in result.trials] == [0.9, 0.8, 0.85]
-  assert result.metrics == {"config": "b", "test_ratings": split.test.num_ratings}
+  assert [t.validation_rmse for t in result.trials] == pytest.approx([0.9, 0.8, 0.85])
+  assert result.metrics == {"name": "b", "test_ratings": split.test.num_ratings}
+
+
+def test_a_best_trial_from_an_earlier_process_is_fitted_again_for_the_test_score(split,
+                                                                                  tmp_path):
+  calls = []
+
+  def fit(search_split, values):
+    calls.append(values["name"])
+    return {"name": values["name"]}, {"a": 0.8, "b": 0.9}[values["name"]], 1
+
+  def evaluate(trained, full_split):
+    return {"name": trained["name"]}
+
+  hyperparameters = keras_tuner.HyperParameters()
+  hyperparameters.Choice("name", ["a", "b"])
+  tuning.search_and_evaluate(split, hyperparameters, fit, evaluate, str(tmp_path), max_trials=1)
+  result = tuning.search_and_evaluate(split, hyperparameters, fit, evaluate, str(tmp_path),
+                                      max_trials=2)
+  assert calls == ["a", "b", "a"]
+  assert result.metrics == {"name": "a"}
+
+
+@pytest.mark.parametrize("oracle", ["random", "bayesian"])
+def test_random_and_bayesian_oracles_need_max_trials(oracle):
+  with pytest.raises(ValueError, match=f"the {oracle} oracle needs max_trials"):
+    tuning.make_oracle(oracle, keras_tuner.HyperParameters(), None)
 
 
 def test_selection_is_the_same_when_test_ratings_are_garbage(split):
@@ -48,14 +77,51 @@ def test_selection_is_the_same_when_test_ratings_are_garbage(split):
   assert dirty.metrics["test_rmse"] > clean.metrics["test_rmse"] + 0.5
 
 
-def test_tune_autorec_searches_the_converted_lambda_and_k_grid(split):
+def test_tune_autorec_searches_the_converted_lambda_and_k_grid(split, tmp_path):
   result = tuning.tune_autorec(split, training.ModelConfig(),
                                training.TrainConfig(epochs=3, patience=3, verbose=0),
-                               paper_lambdas=(1.0, 1000.0), hidden_units=(4,))
-  num_train = split.train.num_ratings
-  assert [(t.params["hidden_units"], t.params["l2_weight"]) for t in result.trials] == [
-      (4, 1.0 / (2 * num_train)), (4, 1000.0 / (2 * num_train))]
+                               tuning.AutoRecSpace(paper_lambdas=(1.0, 1000.0), hidden_units=(4,)),
+                               str(tmp_path))
+  assert [(t.params["hidden_units"], t.params["paper_lambda"]) for t in result.trials] == [
+      (4, 1.0), (4, 1000.0)]
+  model_config, _ = tuning.autorec_configs(result.trials[1].params, 5000, training.ModelConfig(),
+                                           training.TrainConfig())
+  assert model_config.l2_weight == pytest.approx(0.1)
   best = min(result.trials, key=lambda t: t.validation_rmse)
   assert result.best == best
   assert result.metrics["validation_rmse"] == pytest.approx(best.validation_rmse, abs=1e-4)
   assert np.isfinite(result.metrics["test_rmse"])
+
+
+def test_autorec_configs_apply_every_searched_value():
+  values = {"paper_lambda": 100.0, "hidden_units": 40, "activations": "elu:sigmoid",
+            "optimizer": "adam", "learning_rate": 0.002}
+  model_config, train_config = tuning.autorec_configs(
+      values, 50_000, training.ModelConfig(input_dropout=0.1), training.TrainConfig(epochs=7))
+  assert (model_config.hidden_units, model_config.encoder_activation,
+          model_config.decoder_activation, model_config.input_dropout) == (
+              (40,), "elu", "sigmoid", 0.1)
+  assert model_config.l2_weight == pytest.approx(1e-3)
+  assert (train_config.optimizer, train_config.learning_rate, train_config.epochs) == (
+      "adam", 0.002, 7)
+
+
+def test_an_activation_pair_without_a_colon_is_refused():
+  with pytest.raises(ValueError, match="'encoder:decoder'.*'sigmoid'"):
+    tuning.AutoRecSpace(activations=("sigmoid",)).hyperparameters()
+
+
+def test_the_bayesian_oracle_never_fits_a_point_twice(split, tmp_path):
+  tried = []
+
+  def fit(search_split, values):
+    tried.append(values["k"])
+    # A smooth valley at k = 4 draws the Gaussian process back to the tried optimum.
+    return None, 1.0 + 0.01 * (values["k"] - 4) ** 2, 1
+
+  hyperparameters = keras_tuner.HyperParameters()
+  hyperparameters.Choice("k", list(range(8)))
+  tuning.search(split, hyperparameters, fit, str(tmp_path), "search", oracle="bayesian",
+                max_trials=8, seed=0)
+  assert len(tried) == 8
+  assert sorted(tried) == list(range(8))
