@@ -330,7 +330,7 @@ HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                cli_flags.define_train_flags(), cli_flags.define_refit_flag(),
                cli_flags.HelpGroup("experiments", ("results_dir", "hidden_units_grid",
                                                    "mf_factors", "mf_l2_weights",
-                                                   "mf_optimizers"))]
+                                                   "mf_optimizers", "mf_epochs"))]
 flags.DEFINE_string("results_dir", "results", "Where results and the run cache go.")
 flags.DEFINE_list("hidden_units_grid", [str(k) for k in DEFAULT_HIDDEN_UNITS_GRID],
                   "k values of the hidden_units experiment (paper: 10,20,40,80,100,200,300,400,"
