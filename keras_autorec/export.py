@@ -13,8 +13,9 @@ so a rating costs O(hidden units) and top-K over all items one matrix product. f
 activation and the clip is to the rating scale, exactly as `AutoRec.predict_ratings`.
 
 Signatures (method predict, named inputs, dict outputs):
-  serving_default        user_id str [B], item_id str [B] -> rating float32 [B]; the default rating
-                         when the user or the item has no training ratings.
+  serving_default        user_id str [B], item_id str [B] -> rating float32 [B]; the fallback's
+                         rating (`keras_autorec.fallback`) when the user or the item has no
+                         training ratings.
   recommend              user_id str [B] -> item_ids str [B, K], scores float32 [B, K],
                          ratings float32 [B, K]; items the user rated in training are excluded.
   recommend_for_ratings  item_ids str [B, L], ratings float32 [B, L] ("" pads) -> item_ids,
@@ -62,6 +63,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 import keras_autorec
+from keras_autorec import fallback as fallback_lib
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, SparseRows, sparse_rows
 from keras_autorec.model import AutoRec
@@ -123,7 +125,8 @@ class ExportConfig:
   Attributes:
     export_dir: the TF Serving model base path; versions go to `export_dir/<integer>/`.
     top_k: K of recommend, recommend_for_ratings and similar_items (at most the number of items).
-    default_rating: serving_default's rating when the user or item has no training ratings.
+    default_rating: serving_default's rating when the user or item has no training ratings, if
+      `export_model` gets no fallback.
     popularity_weight: beta of the `scores` that recommend and recommend_for_ratings rank by,
       (unclipped predicted rating) + beta * popularity, popularity being log(1 + the item's
       training ratings) standardised over the items; beta is in rating points per standard
@@ -249,13 +252,18 @@ def _constant_variable(value, dtype) -> tf.Variable:
 class _ServingModule(tf.Module):
   """The exported signatures over the precomputed tables."""
 
-  def __init__(self, arrays: _ServingArrays, model: AutoRec, config: ExportConfig):
+  def __init__(self, arrays: _ServingArrays, model: AutoRec, config: ExportConfig,
+               fallback: _FallbackTables):
     super().__init__(name="autorec_serving")
     self.item_based = model.item_based
     self.decoder_activation = model.decoder_activation
     self.encoder_activation = model.encoder_activation
     self.rating_scale = model.rating_scale
-    self.default_rating = float(config.default_rating)
+    self.fallback_mean = fallback.global_mean
+    self.fallback_new_user_bias = fallback.new_user_bias
+    self.fallback_new_item_bias = fallback.new_item_bias
+    self.fallback_user_bias = _constant_variable(fallback.user_bias, tf.float32)
+    self.fallback_item_bias = _constant_variable(fallback.item_bias, tf.float32)
     self.popularity_weight = float(config.popularity_weight)
     self.fold_in_l2 = float(config.fold_in_l2)
     self.num_users = int(arrays.user_ids.shape[0])
@@ -325,8 +333,15 @@ class _ServingModule(tf.Module):
   def rate(self, user_id, item_id):
     users = self.user_table.lookup(user_id)
     items = self.item_table.lookup(item_id)
-    known = (users >= 0) & (items >= 0)
+    user_known, item_known = users >= 0, items >= 0
+    known = user_known & item_known
     users, items = tf.maximum(users, 0), tf.maximum(items, 0)
+    fallback = tf.clip_by_value(
+        self.fallback_mean
+        + tf.where(user_known, tf.gather(self.fallback_user_bias, users),
+                   self.fallback_new_user_bias)
+        + tf.where(item_known, tf.gather(self.fallback_item_bias, items),
+                   self.fallback_new_item_bias), *self.rating_scale)
     if self.rating_table is not None:
       rating = tf.gather_nd(self.rating_table, tf.stack([users, items], axis=1))
     else:
@@ -334,7 +349,7 @@ class _ServingModule(tf.Module):
           tf.reduce_sum(tf.gather(self.user_vectors, users) * tf.gather(self.item_vectors, items),
                         axis=1)
           + tf.gather(self.user_biases, users) + tf.gather(self.item_biases, items))
-    return {"rating": tf.where(known, rating, self.default_rating)}
+    return {"rating": tf.where(known, rating, fallback)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
   def recommend(self, user_id):
@@ -486,11 +501,39 @@ def _write_metadata(path: str, model: AutoRec, layout: RowLayout, config: Export
     json.dump(record, f, indent=2, sort_keys=True, default=_json_value)
 
 
+@dataclasses.dataclass(frozen=True)
+class _FallbackTables:
+  """serving_default's fallback (`keras_autorec.fallback.RatingBiases`) in the export's id order."""
+
+  global_mean: float
+  user_bias: np.ndarray  # float32 [U]
+  item_bias: np.ndarray  # float32 [I]
+  new_user_bias: float
+  new_item_bias: float
+
+
+def _fallback_tables(fallback: fallback_lib.RatingBiases | None, layout: RowLayout,
+                     default_rating: float) -> _FallbackTables:
+  """The fallback's biases of the layout's users and items; without one, `default_rating`."""
+  num_users, num_items = layout.user_ids().shape[0], layout.item_ids().shape[0]
+  if fallback is None:
+    return _FallbackTables(float(default_rating), np.zeros(num_users, np.float32),
+                           np.zeros(num_items, np.float32), 0.0, 0.0)
+  # The layout's users and items are the vocabulary's ids with training ratings, in order.
+  user_of, item_of = ((layout.column_of, layout.row_of) if layout.item_based
+                      else (layout.row_of, layout.column_of))
+  return _FallbackTables(fallback.global_mean, fallback.user_bias[np.flatnonzero(user_of >= 0)],
+                         fallback.item_bias[np.flatnonzero(item_of >= 0)],
+                         fallback.new_user_bias, fallback.new_item_bias)
+
+
 def _write_saved_model(directory: str, model: AutoRec, layout: RowLayout, config: ExportConfig,
-                       metadata: dict | None) -> None:
+                       metadata: dict | None,
+                       fallback: fallback_lib.RatingBiases | None = None) -> None:
   """Writes the complete SavedModel with its assets.extra into `directory`."""
   arrays = _serving_arrays(model, layout)
-  module = _ServingModule(arrays, model, config)
+  module = _ServingModule(arrays, model, config,
+                          _fallback_tables(fallback, layout, config.default_rating))
   tf.saved_model.save(module, directory, signatures=module.serving_signatures())
   extra = os.path.join(directory, ASSETS_EXTRA)
   os.makedirs(extra, exist_ok=True)
@@ -545,7 +588,8 @@ def _publish(partial_dir: str, export_dir: str) -> str:
 
 
 def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
-                 metadata: dict | None = None) -> str:
+                 metadata: dict | None = None,
+                 fallback: fallback_lib.RatingBiases | None = None) -> str:
   """Exports a new integer version under config.export_dir atomically; returns its path.
 
   Args:
@@ -554,6 +598,8 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
     config: where and how to export.
     metadata: JSON-serialisable facts to record, e.g. the dataset, split and metrics; written
       with the model and export configuration to `<version>/assets.extra/metadata.json`.
+    fallback: serving_default's predictor for a user or item without training ratings, fitted on
+      the model's training ratings (`TrainedModel.fallback`); None: `config.default_rating`.
   """
   if config.top_k < 1:
     raise ValueError(f"top_k must be positive, got {config.top_k}")
@@ -568,7 +614,7 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
   partial_dir = tempfile.mkdtemp(prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-",
                                  dir=config.export_dir)
   try:
-    _write_saved_model(partial_dir, model, layout, config, metadata)
+    _write_saved_model(partial_dir, model, layout, config, metadata, fallback)
     _fsync_tree(partial_dir)
     return _publish(partial_dir, config.export_dir)
   finally:

@@ -729,7 +729,8 @@ def fit_sparse(split: RatingsSplit, model_config, train_config,
     logs_dir = os.path.join(train_config.model_dir, "logs")
     writers = {split_name: tf.summary.create_file_writer(os.path.join(logs_dir, split_name))
                for split_name in ("train", "validation")}
-  early_stopping = training.ResumableEarlyStopping(train_config.model_dir, train_config.patience)
+  early_stopping = training.ResumableEarlyStopping(train_config.model_dir, train_config.patience,
+                                                   min_delta=train_config.min_delta)
   early_stopping.set_model(model)
   with strategy.scope():
     initial_epoch = early_stopping.restore(model)
