@@ -201,6 +201,7 @@ def test_early_stopping_min_delta_stops_a_creeping_plateau_and_keeps_the_best():
   model = _ConstantModel()
   stopping = training.ResumableEarlyStopping(None, patience=3, min_delta=1e-3)
   stopping.set_model(model)
+  model.stop_training = False  # As Keras' fit sets it.
   # Falls by 0.1 twice, then creeps down by 1e-4 an epoch: each creeping step is a new best
   # (whose weights are kept) but not an improvement of min_delta.
   values = [1.0, 0.9, 0.8, 0.7999, 0.7998, 0.7997, 0.7996, 0.7995]
