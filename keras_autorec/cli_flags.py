@@ -79,8 +79,8 @@ def define_model_flags() -> None:
   _define("string", "encoder_activation", "sigmoid", "g: hidden activation.")
   _define("string", "decoder_activation", "identity", "f: output activation.")
   _define("float", "l2_lambda", training.ModelConfig.l2_lambda, "The paper's lambda: L2 on "
-          "kernels at l2_weight = lambda / (2 N) per rating for N training ratings, so it suits "
-          "any data size (keras_autorec/losses.py).")
+          "kernels at l2_weight = lambda / (2 N) per rating for N training ratings (N at least "
+          "50,000), so it suits data sets of different sizes (keras_autorec/losses.py).")
   _define("float", "l2_weight", None, "The per-rating L2 weight on kernels (the loss is the mean "
           "squared error over observed ratings), whatever N; instead of --l2_lambda.")
   _define("float", "input_dropout", 0.0, "Dropout rate on inputs (denoising).")

@@ -181,9 +181,12 @@ def test_l2_lambda_is_scaled_by_the_training_ratings_unless_l2_weight_is_given(s
   assert training.ModelConfig(l2_lambda=200.0).l2_weight_for(80_000) == pytest.approx(1.25e-3)
   assert training.ModelConfig(l2_lambda=200.0).l2_weight_for(800_000) == pytest.approx(1.25e-4)
   assert training.ModelConfig(l2_lambda=200.0, l2_weight=1e-3).l2_weight_for(800_000) == 1e-3
+  # Small data sets are treated as having L2_LAMBDA_MIN_RATINGS ratings.
+  assert training.ModelConfig(l2_lambda=200.0).l2_weight_for(500) == pytest.approx(
+      200.0 / (2 * training.L2_LAMBDA_MIN_RATINGS))
   layout = build_layout(split.train, item_based=True)
   model = training.build_model(training.ModelConfig(hidden_units=(4,), l2_lambda=10.0), layout)
-  assert model.l2_weight == pytest.approx(10.0 / (2 * split.train.num_ratings))
+  assert model.l2_weight == pytest.approx(10.0 / (2 * training.L2_LAMBDA_MIN_RATINGS))
   for field in ("l2_lambda", "l2_weight"):
     with pytest.raises(ValueError, match=field):
       training.ModelConfig(**{field: -1.0})
