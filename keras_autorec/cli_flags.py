@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from keras_autorec import training
+from keras_autorec import fallback, training
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, SplitConfig
 
@@ -127,9 +127,11 @@ def define_model_flags() -> None:
   _define("list", "hidden_units", ["500"], "Hidden layer sizes, e.g. 500 or 500,250,500.")
   _define("string", "encoder_activation", "sigmoid", "g: hidden activation.")
   _define("string", "decoder_activation", "identity", "f: output activation.")
-  _define("float", "l2_weight", training.ModelConfig.l2_weight, "L2 on kernels; the loss is the "
-          "mean squared error over observed ratings (keras_autorec/losses.py relates it to the "
-          "paper's lambda).")
+  _define("float", "l2_lambda", training.ModelConfig.l2_lambda, "The paper's lambda: L2 on "
+          "kernels at l2_weight = lambda / (2 N) per rating for N training ratings (N at least "
+          "50,000), so it suits data sets of different sizes (keras_autorec/losses.py).")
+  _define("float", "l2_weight", None, "The per-rating L2 weight on kernels (the loss is the mean "
+          "squared error over observed ratings), whatever N; instead of --l2_lambda.")
   _define("float", "input_dropout", 0.0, "Dropout rate on inputs (denoising).")
 
 
@@ -141,14 +143,20 @@ def define_train_flags() -> None:
   _define("float", "learning_rate", defaults.learning_rate, "Step size (Rprop: initial step).")
   _define("integer", "epochs", defaults.epochs, "Most epochs.")
   _define("integer", "batch_size", defaults.batch_size, "Rows per step; 0 = full batch.")
-  _define("integer", "patience", defaults.patience, "Epochs without a better validation RMSE "
-          "before stopping; the best weights are kept.")
+  _define("integer", "patience", defaults.patience, "Epochs without a validation RMSE "
+          "--min_delta below the last such improvement before stopping; the best weights are "
+          "kept.")
+  _define("float", "min_delta", defaults.min_delta, "Smallest drop of validation RMSE that "
+          "resets the patience.")
   _define("enum", "mixed_precision", "off", "Mixed precision.",
           enum_values=["off", "float16", "bfloat16"])
   _define("enum", "strategy", "default", "tf.distribute strategy.",
           enum_values=["default", "mirrored", "multi_worker", "tpu"])
-  _define("float", "default_rating", defaults.default_rating, "Prediction for users or items "
-          "without training ratings.")
+  _define("enum", "fallback", defaults.fallback, "Prediction for a user or item without training "
+          "ratings: biases (the known side's shrunk mean rating; keras_autorec/fallback.py) or "
+          "constant (--default_rating, the paper's).", enum_values=list(fallback.FALLBACKS))
+  _define("float", "default_rating", defaults.default_rating, "--fallback=constant: the rating "
+          "(the paper's 3).")
   _define("string", "model_dir", None, "Checkpoints and TensorBoard logs; rerunning with the "
           "same model_dir resumes.")
   _define("integer", "verbose", 1, "0 silent; 1 a live progress line on a terminal, one line "
@@ -188,20 +196,22 @@ def split_config() -> SplitConfig:
 
 def model_config() -> training.ModelConfig:
   """ModelConfig from the model flags."""
+  if FLAGS["l2_lambda"].present and FLAGS.l2_weight is not None:
+    raise app.UsageError("--l2_lambda and --l2_weight set the same penalty; pass one of them")
   return training.ModelConfig(
       item_based=FLAGS.model == "item", hidden_units=tuple(int(u) for u in FLAGS.hidden_units),
       encoder_activation=FLAGS.encoder_activation, decoder_activation=FLAGS.decoder_activation,
-      l2_weight=FLAGS.l2_weight, input_dropout=FLAGS.input_dropout)
+      l2_lambda=FLAGS.l2_lambda, l2_weight=FLAGS.l2_weight, input_dropout=FLAGS.input_dropout)
 
 
 def train_config() -> training.TrainConfig:
   """TrainConfig from the training flags."""
   return training.TrainConfig(
       optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
-      batch_size=FLAGS.batch_size, patience=FLAGS.patience,
+      batch_size=FLAGS.batch_size, patience=FLAGS.patience, min_delta=FLAGS.min_delta,
       mixed_precision=FLAGS.mixed_precision, strategy=FLAGS.strategy, model_dir=FLAGS.model_dir,
-      seed=FLAGS.seed, default_rating=FLAGS.default_rating, verbose=FLAGS.verbose,
-      execution=FLAGS.execution, blend=FLAGS.blend)
+      seed=FLAGS.seed, fallback=FLAGS.fallback, default_rating=FLAGS.default_rating,
+      verbose=FLAGS.verbose, execution=FLAGS.execution, blend=FLAGS.blend)
 
 
 def _flag_help(name: str) -> str:

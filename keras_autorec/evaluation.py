@@ -1,4 +1,4 @@
-"""Rating predictions for (user, item) pairs and their RMSE/MAE, with defaults for unseen ids."""
+"""Rating predictions for (user, item) pairs and their RMSE/MAE, with a fallback for unseen ids."""
 
 from __future__ import annotations
 
@@ -8,22 +8,25 @@ import math
 import numpy as np
 
 from keras_autorec.data import input as data_input
+from keras_autorec.fallback import RatingBiases
 from keras_autorec.data.layout import RowLayout
 from keras_autorec.data.ratings import Ratings
 
 
 @dataclasses.dataclass(frozen=True)
 class RatingErrors:
-  """RMSE and MAE of predictions, and how many pairs fell back to the default rating."""
+  """RMSE and MAE of predictions; how many pairs took the fallback, and its RMSE on them."""
 
   rmse: float
   mae: float
   num_ratings: int
   num_default: int
+  fallback_rmse: float = math.nan  # NaN when no pair took the fallback.
 
   def as_dict(self, prefix: str) -> dict[str, float | int]:
     return {f"{prefix}_rmse": self.rmse, f"{prefix}_mae": self.mae,
-            f"{prefix}_ratings": self.num_ratings, f"{prefix}_default_predictions": self.num_default}
+            f"{prefix}_ratings": self.num_ratings, f"{prefix}_default_predictions": self.num_default,
+            f"{prefix}_fallback_rmse": self.fallback_rmse}
 
 
 def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarray,
@@ -54,22 +57,28 @@ def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarra
 
 
 def evaluate_ratings(model, layout: RowLayout, ratings: Ratings, default_rating: float = 3.0,
-                     batch_size: int = 256, blend=None) -> RatingErrors:
-  """RMSE and MAE of the model on held-out ratings, unseen users/items predicted as default.
+                     batch_size: int = 256, fallback: RatingBiases | None = None,
+                     blend=None) -> RatingErrors:
+  """RMSE and MAE of the model on held-out ratings.
 
-  With a `keras_autorec.blend.RatingBlend`, pairs of a seen user and item are scored blended.
+  Pairs whose user or item has no training ratings get `fallback`'s prediction (see
+  `keras_autorec.fallback`), or `default_rating` without one. With a
+  `keras_autorec.blend.RatingBlend`, pairs of a seen user and item are scored blended.
   """
   if ratings.num_ratings == 0:
     return RatingErrors(math.nan, math.nan, 0, 0)
   rows, columns = layout.positions(ratings)
   predictions = predict_pairs(model, layout, rows, columns, default_rating, batch_size)
+  unseen = (rows < 0) | (columns < 0)
   if blend is not None:
-    seen = (rows >= 0) & (columns >= 0)
-    predictions[seen] = blend.apply(rows[seen], columns[seen], predictions[seen])
+    predictions[~unseen] = blend.apply(rows[~unseen], columns[~unseen], predictions[~unseen])
+  if fallback is not None:
+    predictions[unseen] = fallback.predict(ratings.user_index[unseen], ratings.item_index[unseen])
   error = ratings.rating - predictions
+  fallback_rmse = float(np.sqrt(np.mean(np.square(error[unseen])))) if unseen.any() else math.nan
   return RatingErrors(rmse=float(np.sqrt(np.mean(np.square(error)))),
                       mae=float(np.mean(np.abs(error))), num_ratings=ratings.num_ratings,
-                      num_default=int(np.sum((rows < 0) | (columns < 0))))
+                      num_default=int(np.sum(unseen)), fallback_rmse=fallback_rmse)
 
 
 def mean_and_ci95(values) -> tuple[float, float]:

@@ -13,10 +13,11 @@ so a rating costs O(hidden units) and top-K over all items one matrix product. f
 activation and the clip is to the rating scale, exactly as `AutoRec.predict_ratings`.
 
 Signatures (method predict, named inputs, dict outputs):
-  serving_default        user_id str [B], item_id str [B] -> rating float32 [B]; the default rating
-                         when the user or the item has no training ratings. Exported with a
-                         rare-rows blend (`keras_autorec.blend`), the blended rating, as
-                         evaluated; the other signatures rank and rate by the model alone.
+  serving_default        user_id str [B], item_id str [B] -> rating float32 [B]; the fallback's
+                         rating (`keras_autorec.fallback`) when the user or the item has no
+                         training ratings. Exported with a rare-rows blend
+                         (`keras_autorec.blend`), the blended rating, as evaluated; the other
+                         signatures rank and rate by the model alone.
   recommend              user_id str [B] -> item_ids str [B, K], scores float32 [B, K],
                          ratings float32 [B, K]; items the user rated in training are excluded.
   recommend_for_ratings  item_ids str [B, L], ratings float32 [B, L] ("" pads) -> item_ids,
@@ -70,6 +71,7 @@ import tensorflow as tf
 from keras import ops
 
 import keras_autorec
+from keras_autorec import fallback as fallback_lib
 from keras_autorec.blend import RatingBlend, ServingBlend
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, SparseRows, sparse_rows
@@ -133,7 +135,8 @@ class ExportConfig:
   Attributes:
     export_dir: the TF Serving model base path; versions go to `export_dir/<integer>/`.
     top_k: K of recommend, recommend_for_ratings and similar_items (at most the number of items).
-    default_rating: serving_default's rating when the user or item has no training ratings.
+    default_rating: serving_default's rating when the user or item has no training ratings, if
+      `export_model` gets no fallback.
     popularity_weight: beta of the `scores` that recommend and recommend_for_ratings rank by,
       (unclipped predicted rating) + beta * popularity, popularity being log(1 + the item's
       training ratings) standardised over the items; beta is in rating points per standard
@@ -315,14 +318,18 @@ class _ServingModule(tf.Module):
   """The exported signatures over the precomputed tables."""
 
   def __init__(self, arrays: _ServingArrays, model: AutoRec, config: ExportConfig,
-               blend: ServingBlend | None = None):
+               fallback: _FallbackTables, blend: ServingBlend | None = None):
     super().__init__(name="autorec_serving")
     self.blend = blend
     self.item_based = model.item_based
     self.decoder_activation = model.decoder_activation
     self.encoder_activation = model.encoder_activation
     self.rating_scale = model.rating_scale
-    self.default_rating = float(config.default_rating)
+    self.fallback_mean = fallback.global_mean
+    self.fallback_new_user_bias = fallback.new_user_bias
+    self.fallback_new_item_bias = fallback.new_item_bias
+    self.fallback_user_bias = _constant_variable(fallback.user_bias, tf.float32)
+    self.fallback_item_bias = _constant_variable(fallback.item_bias, tf.float32)
     self.popularity_weight = float(config.popularity_weight)
     self.fold_in_l2 = float(config.fold_in_l2)
     self.max_batch_size = int(config.max_batch_size)
@@ -397,8 +404,15 @@ class _ServingModule(tf.Module):
     user_id, item_id = _checked_inputs({"user_id": user_id, "item_id": item_id}, rank=1)
     users = self.user_table.lookup(user_id)
     items = self.item_table.lookup(item_id)
-    known = (users >= 0) & (items >= 0)
+    user_known, item_known = users >= 0, items >= 0
+    known = user_known & item_known
     users, items = tf.maximum(users, 0), tf.maximum(items, 0)
+    fallback = tf.clip_by_value(
+        self.fallback_mean
+        + tf.where(user_known, tf.gather(self.fallback_user_bias, users),
+                   self.fallback_new_user_bias)
+        + tf.where(item_known, tf.gather(self.fallback_item_bias, items),
+                   self.fallback_new_item_bias), *self.rating_scale)
     if self.rating_table is not None:
       rating = tf.gather_nd(self.rating_table, tf.stack([users, items], axis=1))
     else:
@@ -408,7 +422,7 @@ class _ServingModule(tf.Module):
           + tf.gather(self.user_biases, users) + tf.gather(self.item_biases, items))
       if self.blend is not None:
         rating = self.blend.pairs(users, items, rating)
-    return {"rating": tf.where(known, rating, self.default_rating)}
+    return {"rating": tf.where(known, rating, fallback)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
   def recommend(self, user_id):
@@ -588,13 +602,41 @@ def _write_metadata(path: str, model: AutoRec, layout: RowLayout, config: Export
     json.dump(record, f, indent=2, sort_keys=True, default=_json_value)
 
 
+@dataclasses.dataclass(frozen=True)
+class _FallbackTables:
+  """serving_default's fallback (`keras_autorec.fallback.RatingBiases`) in the export's id order."""
+
+  global_mean: float
+  user_bias: np.ndarray  # float32 [U]
+  item_bias: np.ndarray  # float32 [I]
+  new_user_bias: float
+  new_item_bias: float
+
+
+def _fallback_tables(fallback: fallback_lib.RatingBiases | None, layout: RowLayout,
+                     default_rating: float) -> _FallbackTables:
+  """The fallback's biases of the layout's users and items; without one, `default_rating`."""
+  num_users, num_items = layout.user_ids().shape[0], layout.item_ids().shape[0]
+  if fallback is None:
+    return _FallbackTables(float(default_rating), np.zeros(num_users, np.float32),
+                           np.zeros(num_items, np.float32), 0.0, 0.0)
+  # The layout's users and items are the vocabulary's ids with training ratings, in order.
+  user_of, item_of = ((layout.column_of, layout.row_of) if layout.item_based
+                      else (layout.row_of, layout.column_of))
+  return _FallbackTables(fallback.global_mean, fallback.user_bias[np.flatnonzero(user_of >= 0)],
+                         fallback.item_bias[np.flatnonzero(item_of >= 0)],
+                         fallback.new_user_bias, fallback.new_item_bias)
+
+
 def _write_saved_model(directory: str, model: AutoRec, layout: RowLayout, config: ExportConfig,
-                       metadata: dict | None, blend: RatingBlend | None = None) -> None:
+                       metadata: dict | None, blend: RatingBlend | None = None,
+                       fallback: fallback_lib.RatingBiases | None = None) -> None:
   """Writes the complete SavedModel with its assets.extra into `directory`."""
   arrays = _serving_arrays(model, layout)
   serving_blend = (None if blend is None
                    else ServingBlend(blend, model.item_based, model.rating_scale))
-  module = _ServingModule(arrays, model, config, serving_blend)
+  module = _ServingModule(arrays, model, config,
+                          _fallback_tables(fallback, layout, config.default_rating), serving_blend)
   tf.saved_model.save(module, directory, signatures=module.serving_signatures())
   extra = os.path.join(directory, ASSETS_EXTRA)
   os.makedirs(extra, exist_ok=True)
@@ -676,7 +718,8 @@ def _publish(partial_dir: str, export_dir: str) -> str:
 
 
 def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
-                 metadata: dict | None = None, blend: RatingBlend | None = None) -> str:
+                 metadata: dict | None = None, blend: RatingBlend | None = None,
+                 fallback: fallback_lib.RatingBiases | None = None) -> str:
   """Exports a new integer version under config.export_dir atomically; returns its path.
 
   Args:
@@ -687,6 +730,8 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
       with the model and export configuration to `<version>/assets.extra/metadata.json`.
     blend: the rare-rows blend the model was evaluated with (`TrainedModel.blend`):
       serving_default then serves the blended ratings.
+    fallback: serving_default's predictor for a user or item without training ratings, fitted on
+      the model's training ratings (`TrainedModel.fallback`); None: `config.default_rating`.
   """
   if config.top_k < 1:
     raise ValueError(f"top_k must be positive, got {config.top_k}")
@@ -704,7 +749,7 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
   partial_dir = tempfile.mkdtemp(prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-",
                                  dir=config.export_dir)
   try:
-    _write_saved_model(partial_dir, model, layout, config, metadata, blend)
+    _write_saved_model(partial_dir, model, layout, config, metadata, blend, fallback)
     _fsync_tree(partial_dir)
     return _publish(partial_dir, config.export_dir)
   finally:

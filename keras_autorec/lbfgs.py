@@ -191,7 +191,8 @@ def fit_lbfgs(split: RatingsSplit, model_config: training.ModelConfig,
     return tf.sqrt(squared / tf.maximum(tf.reduce_sum(validation_mask), 1.0))
 
   minimizer = LbfgsMinimizer(loss_fn, model.trainable_variables, lbfgs_config)
-  early_stopping = training.ResumableEarlyStopping(None, train_config.patience)
+  early_stopping = training.ResumableEarlyStopping(None, train_config.patience,
+                                                   min_delta=train_config.min_delta)
   early_stopping.set_model(model)
   model.stop_training = False
   has_validation = validation_targets.nnz > 0

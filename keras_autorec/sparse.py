@@ -739,7 +739,7 @@ def fit_sparse(split: RatingsSplit, model_config, train_config,
     writers = {split_name: tf.summary.create_file_writer(os.path.join(logs_dir, split_name))
                for split_name in ("train", "validation")}
   early_stopping = training.ResumableEarlyStopping(
-      train_config.model_dir, train_config.patience,
+      train_config.model_dir, train_config.patience, min_delta=train_config.min_delta,
       settings=training.checkpoint_settings(model_config, train_config, layout))
   early_stopping.set_model(model)
   with strategy.scope():

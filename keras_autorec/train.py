@@ -95,7 +95,7 @@ def run(data_config: sources.DataConfig, split_config: SplitConfig,
                     "model": dataclasses.asdict(model_config),
                     "train": dataclasses.asdict(train_config), "refit": refit,
                     "metrics": metrics},
-          blend=trained.blend)
+          blend=trained.blend, fallback=trained.fallback)
       (logging.warning if previous else logging.info)(
           "Exported version %s of %s%s", os.path.basename(metrics["export_path"]),
           export_config.export_dir, previous)
@@ -112,9 +112,12 @@ def _log_run(metrics: dict) -> None:
   floor = metrics.get("test_noise_floor_rmse")
   floor_text = f" (noise floor {floor:.4f})" if floor is not None else ""
   logging.info("seed %d: validation RMSE %.4f, test RMSE %.4f%s, MAE %.4f; %d test ratings with "
-               "an unseen user or item got the default rating; %d epochs in %.1f s",
-               metrics["seed"], metrics["validation_rmse"], metrics["test_rmse"], floor_text,
-               metrics["test_mae"], metrics["test_default_predictions"], metrics["epochs_run"],
+               "a user or item unseen in training took the fallback (RMSE %.4f on them); %d "
+               "epochs%s in %.1f s", metrics["seed"], metrics["validation_rmse"],
+               metrics["test_rmse"], floor_text, metrics["test_mae"],
+               metrics["test_default_predictions"], metrics["test_fallback_rmse"],
+               metrics["epochs_run"],
+               f" + {metrics['refit_epochs']} refit" if "refit_epochs" in metrics else "",
                metrics["train_seconds"])
 
 

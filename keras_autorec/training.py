@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras_autorec import blend as blend_lib
 from keras_autorec import distribution, progress
+from keras_autorec import fallback as fallback_lib
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, build_layout
 from keras_autorec.data.splits import RatingsSplit, merge_validation_into_train
@@ -21,17 +22,49 @@ from keras_autorec.evaluation import evaluate_ratings
 from keras_autorec.model import AutoRec, rating_metrics
 from keras_autorec.optimizers import make_optimizer
 
+# The paper's lambda, chosen on validation RMSE on ML-100K and ML-1M (see README, Results): as a
+# per-rating weight (lambda / 2N) it is 1.2e-3 on ML-100K and 1.2e-4 on ML-1M; one fixed per-rating
+# weight cannot suit both (1.2e-3 under-fits ML-1M: 0.887 validation RMSE against 0.838).
+DEFAULT_L2_LAMBDA = 200.0
+# lambda / (2 N) was validated from 72k (ML-100K folds) to 810k (ML-1M) training ratings. On a few
+# hundred ratings it would be a per-rating weight of 0.2, which under-fits (a 486-rating data set:
+# test RMSE 1.19 against 1.04 for 0.9x the ratings' standard deviation); smaller data sets get the
+# weight of this many ratings, 2e-3 at the default lambda, near the 1.2e-3 they used to have.
+L2_LAMBDA_MIN_RATINGS = 50_000
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """The AutoRec architecture; see `keras_autorec.model.AutoRec` for each field."""
+  """The AutoRec architecture; see `keras_autorec.model.AutoRec` for the other fields.
+
+  Attributes:
+    l2_lambda: the paper's lambda, whose objective is the summed squared error over the N
+      training ratings + lambda / 2 * ||W||^2: the model's per-rating `l2_weight` is
+      lambda / (2 N) (`keras_autorec.losses`), so one lambda suits data sets of different sizes;
+      N is taken as at least L2_LAMBDA_MIN_RATINGS. Used when `l2_weight` is None.
+    l2_weight: the per-rating L2 weight itself, whatever N; None derives it from `l2_lambda`.
+  """
 
   item_based: bool = True
   hidden_units: tuple[int, ...] = (500,)
   encoder_activation: str = "sigmoid"
   decoder_activation: str = "identity"
-  l2_weight: float = 1.2e-3
+  l2_lambda: float = DEFAULT_L2_LAMBDA
+  l2_weight: float | None = None
   input_dropout: float = 0.0
   init_stddev: float | None = None
+
+  def __post_init__(self):
+    for name in ("l2_lambda", "l2_weight"):
+      value = getattr(self, name)
+      if value is not None and not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative number, got {value}")
+
+  def l2_weight_for(self, num_train_ratings: int) -> float:
+    """The per-rating L2 weight of a model trained on `num_train_ratings` ratings."""
+    if self.l2_weight is not None:
+      return float(self.l2_weight)
+    return self.l2_lambda / (2.0 * max(L2_LAMBDA_MIN_RATINGS, num_train_ratings))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,13 +76,19 @@ class TrainConfig:
     learning_rate: the optimizer's step size (Rprop: the initial per-weight step).
     epochs: the most epochs to run; with full batches an epoch is one step.
     batch_size: rows per step; 0 means every row in one step (full batch, the paper's setting).
-    patience: epochs without a better validation RMSE before stopping; the best weights are kept.
+    patience: epochs without a validation RMSE `min_delta` below the last such improvement before
+      stopping; the best weights are kept.
+    min_delta: the smallest drop of validation RMSE that resets the patience, so that a run
+      creeping down a plateau (by 1e-5 an epoch) stops instead of running to `epochs`.
     mixed_precision: 'off', 'float16' or 'bfloat16'.
     strategy: a tf.distribute strategy name (see `keras_autorec.distribution`).
     model_dir: where checkpoints and TensorBoard logs go; a run started again on the same
       model_dir resumes after the last completed epoch. None trains without checkpoints.
     seed: seeds weights, dropout and the shuffling of rows.
-    default_rating: prediction for users or items without training ratings.
+    fallback: prediction for pairs whose user or item has no training ratings: 'biases' (the
+      known side's shrunk mean, `keras_autorec.fallback`) or 'constant' (`default_rating`, the
+      paper's choice).
+    default_rating: the 'constant' fallback's rating.
     verbose: 0 silent; 1 a live progress line on a terminal, else one line per epoch; 2 one
       line per epoch (`keras_autorec.progress`).
     execution: 'dense', 'sparse' (O(nnz x k) epochs, `keras_autorec.sparse`) or 'auto' (sparse
@@ -65,10 +104,12 @@ class TrainConfig:
   epochs: int = 500
   batch_size: int = 0
   patience: int = 30
+  min_delta: float = 1e-4
   mixed_precision: str = "off"
   strategy: str = "default"
   model_dir: str | None = None
   seed: int = 0
+  fallback: str = "biases"
   default_rating: float = 3.0
   verbose: int = 1
   execution: str = "auto"
@@ -77,7 +118,11 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class TrainedModel:
-  """A fitted model with the layout it was trained on and its training record."""
+  """A fitted model with the layout it was trained on, its training record and its fallback.
+
+  `fallback` predicts the pairs the model cannot (a user or item without training ratings),
+  fitted on the same training ratings; None predicts the default rating.
+  """
 
   model: AutoRec
   layout: RowLayout
@@ -86,6 +131,7 @@ class TrainedModel:
   best_epoch: int
   seconds: float
   blend: blend_lib.RatingBlend | None = None  # applied to the model's ratings where set
+  fallback: fallback_lib.RatingBiases | None = None
 
 
 class CheckpointMismatchError(ValueError):
@@ -105,7 +151,8 @@ def build_model(config: ModelConfig, layout: RowLayout) -> AutoRec:
   model = AutoRec(num_inputs=layout.num_columns, item_based=config.item_based,
                   hidden_units=config.hidden_units,
                   encoder_activation=config.encoder_activation,
-                  decoder_activation=config.decoder_activation, l2_weight=config.l2_weight,
+                  decoder_activation=config.decoder_activation,
+                  l2_weight=config.l2_weight_for(layout.train.nnz),
                   input_dropout=config.input_dropout, rating_scale=layout.rating_scale,
                   init_stddev=config.init_stddev)
   model(tf.zeros((1, layout.num_columns)))
@@ -115,6 +162,9 @@ def build_model(config: ModelConfig, layout: RowLayout) -> AutoRec:
 class ResumableEarlyStopping(keras.callbacks.Callback):
   """Early stopping on validation RMSE whose state, like the weights, survives a crash.
 
+  It stops after `patience` epochs without a value `min_delta` below the last value that was;
+  the weights of the lowest value are restored at the end.
+
   After every epoch it writes a checkpoint of the model and the optimizer's state, the best weights so far
   and a small JSON state (epoch, best RMSE, history, the `settings` it was made with). `restore()`
   before `fit` picks all of that up again, so a killed run resumes after its last completed epoch;
@@ -122,14 +172,16 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
   """
 
   def __init__(self, model_dir: str | None, patience: int, monitor: str = "val_rmse",
-               settings: dict | None = None):
+               min_delta: float = 0.0, settings: dict | None = None):
     super().__init__()
     self.model_dir = model_dir
     # Through JSON so that tuples compare equal to the lists a saved state holds.
     self.settings = json.loads(json.dumps(settings or {}))
     self.patience = patience
     self.monitor = monitor
+    self.min_delta = min_delta
     self.best_value = np.inf
+    self.reference_value = np.inf  # The value at the last drop of at least min_delta.
     self.best_epoch = -1
     self.best_weights = None
     self.wait = 0
@@ -165,6 +217,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
           f"model ({reason}); resume with the settings it was made with, or pass a new "
           "--model_dir to start afresh") from error
     self.best_value = state["best_value"]
+    self.reference_value = state.get("reference_value", self.best_value)
     self.best_epoch = state["best_epoch"]
     self.wait = state["wait"]
     self.history = state["history"]
@@ -199,10 +252,12 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     value = logs.get(self.monitor)
     if value is not None:
       if value < self.best_value:
-        self.best_value, self.best_epoch, self.wait = float(value), epoch, 0
+        self.best_value, self.best_epoch = float(value), epoch
         self.best_weights = self.model.get_weights()
         if self.model_dir is not None:
           self._write_best_weights()
+      if value < self.reference_value - self.min_delta:
+        self.reference_value, self.wait = float(value), 0
       else:
         self.wait += 1
         if self.wait >= self.patience:
@@ -230,7 +285,8 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     state_path, _ = self._paths()
     previous = self._read_checkpoint_name(state_path)
     state = {"epoch": self.completed_epochs, "checkpoint": checkpoint,
-             "best_value": self.best_value, "best_epoch": self.best_epoch, "wait": self.wait,
+             "best_value": self.best_value, "reference_value": self.reference_value,
+             "best_epoch": self.best_epoch, "wait": self.wait,
              "history": self.history, "settings": self.settings}
     with open(state_path + ".partial", "w") as f:
       json.dump(state, f)
@@ -254,6 +310,14 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
 def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfig,
         strategy: tf.distribute.Strategy | None = None) -> TrainedModel:
   """Trains AutoRec on `split.train`, early-stopping on `split.validation` RMSE."""
+  fallback = fallback_lib.make_fallback(train_config.fallback, split.train,
+                                        train_config.default_rating)
+  return dataclasses.replace(_fit_model(split, model_config, train_config, strategy),
+                             fallback=fallback)
+
+
+def _fit_model(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfig,
+               strategy: tf.distribute.Strategy | None) -> TrainedModel:
   if train_config.optimizer == "lbfgs":
     # L-BFGS needs the whole objective at every line-search point, so it runs its own loop.
     from keras_autorec import lbfgs
@@ -278,7 +342,7 @@ def fit(split: RatingsSplit, model_config: ModelConfig, train_config: TrainConfi
                                               row_multiple=replicas)
                 if validation_targets.nnz else None)
   early_stopping = ResumableEarlyStopping(
-      train_config.model_dir, train_config.patience,
+      train_config.model_dir, train_config.patience, min_delta=train_config.min_delta,
       settings=checkpoint_settings(model_config, train_config, layout))
   with strategy.scope():
     initial_epoch = early_stopping.restore(model)
@@ -319,11 +383,15 @@ def fit_on_train_and_validation(split: RatingsSplit, model_config: ModelConfig,
 
 
 def evaluate(trained: TrainedModel, split: RatingsSplit, default_rating: float = 3.0) -> dict:
-  """Validation and test RMSE/MAE of a trained model, with counts of default predictions."""
+  """Validation and test RMSE/MAE of a trained model, with the count and RMSE of fallbacks.
+
+  Pairs with a user or item unseen in training get `trained.fallback`'s prediction, or
+  `default_rating` when it has none.
+  """
   metrics = {}
   for name, ratings in (("validation", split.validation), ("test", split.test)):
     errors = evaluate_ratings(trained.model, trained.layout, ratings, default_rating,
-                              blend=trained.blend)
+                              fallback=trained.fallback, blend=trained.blend)
     metrics.update(errors.as_dict(name))
     noise_floor = ratings.noise_floor_rmse()
     if noise_floor is not None:

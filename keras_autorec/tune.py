@@ -20,7 +20,6 @@ from keras_autorec import quiet_tensorflow  # noqa: F401  pylint: disable=unused
 import csv
 import dataclasses
 import json
-import logging
 import os
 import sys
 

@@ -42,7 +42,8 @@ def test_saved_model_errors_equal_the_in_memory_evaluation(item_based, tmp_path)
   path = export.export_model(trained.model, trained.layout,
                              export.ExportConfig(export_dir=str(tmp_path),
                                                  default_rating=DEFAULT_RATING,
-                                                 warmup_requests=False))
+                                                 warmup_requests=False),
+                             fallback=trained.fallback)
   expected = training.evaluate(trained, split, DEFAULT_RATING)
   for name, ratings in (("validation", split.validation), ("test", split.test)):
     # A small batch size so that several signature calls are concatenated.

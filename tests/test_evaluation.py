@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_autorec import evaluation, training
+from keras_autorec import evaluation, fallback, training
 from keras_autorec.data import layout as layout_lib
 
 
@@ -43,7 +43,28 @@ def test_evaluate_ratings_counts_defaults(split, model_and_layout):
   assert errors.rmse == pytest.approx(
       np.sqrt(np.mean((split.test.rating - predictions) ** 2)), rel=1e-6)
   assert set(errors.as_dict("test")) == {"test_rmse", "test_mae", "test_ratings",
-                                         "test_default_predictions"}
+                                         "test_default_predictions", "test_fallback_rmse"}
+
+
+def test_evaluate_ratings_predicts_unseen_pairs_by_the_fallback(split):
+  # The test ratings' first user and item have no training ratings here.
+  train = split.train.subset(np.flatnonzero((split.train.user_index != split.test.user_index[0])
+                                            & (split.train.item_index != split.test.item_index[0])))
+  layout = layout_lib.build_layout(train, item_based=True)
+  model = training.build_model(training.ModelConfig(hidden_units=(4,)), layout)
+  biases = fallback.fit_biases(train)
+  errors = evaluation.evaluate_ratings(model, layout, split.test, fallback=biases)
+  rows, columns = layout.positions(split.test)
+  unseen = (rows < 0) | (columns < 0)
+  assert 0 < unseen.sum() < unseen.size
+  predictions = evaluation.predict_pairs(model, layout, rows, columns)
+  predictions[unseen] = biases.predict(split.test.user_index[unseen],
+                                       split.test.item_index[unseen])
+  assert errors.rmse == pytest.approx(
+      np.sqrt(np.mean((split.test.rating - predictions) ** 2)), rel=1e-6)
+  assert errors.fallback_rmse == pytest.approx(
+      np.sqrt(np.mean((split.test.rating[unseen] - predictions[unseen]) ** 2)), rel=1e-6)
+  assert errors.num_default == unseen.sum()
 
 
 def test_mean_and_ci95():

@@ -210,6 +210,26 @@ def test_serving_default_matches_keras_and_defaults_unknown_ids(exported, run):
   assert rating.min() >= 1.0 and rating.max() <= 5.0
 
 
+def test_serving_default_predicts_unknown_ids_by_the_fallback(exported, split, tmp_path):
+  trained, layout = exported.trained, exported.layout
+  # No id of this dense data is rarely rated, so the biases of new ids are set by hand.
+  biases = dataclasses.replace(trained.fallback, new_user_bias=-0.2, new_item_bias=0.3)
+  config = dataclasses.replace(exported.config, export_dir=str(tmp_path), warmup_requests=False)
+  loaded = tf.saved_model.load(export.export_model(trained.model, layout, config,
+                                                   fallback=biases))
+  user_id, item_id = layout.user_ids()[3], layout.item_ids()[5]
+  user = list(split.train.user_ids).index(user_id)
+  item = list(split.train.item_ids).index(item_id)
+  rating = loaded.signatures["serving_default"](
+      user_id=tf.constant([user_id, UNKNOWN_ID, UNKNOWN_ID]),
+      item_id=tf.constant([UNKNOWN_ID, item_id, UNKNOWN_ID]))["rating"].numpy()
+  expected = np.clip([biases.global_mean + biases.user_bias[user] + biases.new_item_bias,
+                      biases.global_mean + biases.new_user_bias + biases.item_bias[item],
+                      biases.global_mean + biases.new_user_bias + biases.new_item_bias], 1, 5)
+  np.testing.assert_allclose(rating, expected, rtol=1e-6)
+  assert len(set(rating.round(4))) == 3
+
+
 def test_serving_default_without_the_rating_table_computes_the_same_ratings(exported,
                                                                            tmp_path):
   layout = exported.layout

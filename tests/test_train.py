@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_autorec import export, train, training
+from keras_autorec import export, fallback, train, training
 from keras_autorec.data import sources
-from keras_autorec.data.splits import SplitConfig
+from keras_autorec.data.splits import SplitConfig, load_splits, merge_validation_into_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
@@ -116,6 +116,16 @@ def test_cli_reports_the_file_and_line_of_a_malformed_file(tmp_path):
   assert "Traceback" not in result.stderr
 
 
+def test_cli_refuses_both_l2_lambda_and_l2_weight(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "keras_autorec.train", "--dataset=synthetic", "--l2_lambda=100",
+       "--l2_weight=1e-3", "--export_dir=", "--verbose=0"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env={**os.environ, "PYTHONPATH": REPO})
+  assert result.returncode == 1
+  assert "--l2_lambda and --l2_weight" in result.stderr
+
+
 def test_run_with_a_model_dir_resumes_instead_of_retraining(tmp_path):
   ratings_file = tmp_path / "ratings.csv"
   _write_csv(ratings_file, _small_ratings(seed=1))
@@ -134,8 +144,8 @@ def test_run_with_a_model_dir_resumes_instead_of_retraining(tmp_path):
 @pytest.mark.skipif(not HAS_ML100K, reason="MovieLens-100K not found at ../shared/data/ml-100k")
 def test_defaults_on_ml100k_beat_svd_and_export_matches(tmp_path):
   export_config = export.ExportConfig(export_dir=str(tmp_path / "autorec"), top_k=10)
-  summary = train.run(sources.DataConfig(dataset="ml100k", data_dir=SHARED_DATA),
-                      SplitConfig(seed=0), training.ModelConfig(),
+  data_config = sources.DataConfig(dataset="ml100k", data_dir=SHARED_DATA)
+  summary = train.run(data_config, SplitConfig(seed=0), training.ModelConfig(),
                       training.TrainConfig(verbose=0), export_config=export_config)
   metrics = summary["runs"][0]
   # Surprise's SVD scores 0.936 and SVD++ 0.913 on a seeded 90/10 split of ML-100K.
@@ -145,7 +155,19 @@ def test_defaults_on_ml100k_beat_svd_and_export_matches(tmp_path):
   loaded = tf.saved_model.load(metrics["export_path"])
   rating = loaded.signatures["serving_default"](user_id=tf.constant(["196", "no-such-user"]),
                                                 item_id=tf.constant(["242", "242"]))["rating"]
-  assert 1.0 <= float(rating[0]) <= 5.0 and float(rating[1]) == 3.0
+  # An unknown user gets item 242's shrunk mean over the refit's (train + validation) ratings.
+  split = merge_validation_into_train(next(load_splits(data_config, SplitConfig(seed=0))))
+  biases = fallback.fit_biases(split.train)
+  # The fallback beats the paper's constant 3 on the test ratings that took it.
+  unseen = (~np.isin(split.test.user_index, split.train.user_index)
+            | ~np.isin(split.test.item_index, split.train.item_index))
+  assert unseen.sum() == metrics["test_default_predictions"]
+  constant_rmse = np.sqrt(np.mean((split.test.rating[unseen] - 3.0) ** 2))
+  assert metrics["test_fallback_rmse"] < 0.9 * constant_rmse
+  item = list(split.train.item_ids).index("242")
+  assert 1.0 <= float(rating[0]) <= 5.0
+  assert float(rating[1]) == pytest.approx(
+      biases.global_mean + biases.new_user_bias + biases.item_bias[item], rel=1e-5)
 
 
 def test_defaults_on_synthetic_end_within_ten_percent_of_the_noise_floor():

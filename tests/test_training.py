@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_autorec import training
+from keras_autorec import fallback, training
 from keras_autorec.data import input as data_input
 from keras_autorec.data import splits
 from keras_autorec.data.layout import build_layout
@@ -51,14 +51,24 @@ def test_evaluate_keys_and_unseen_counts(ratings):
   rest = splits.random_split(ratings.subset(np.flatnonzero(~of_user0)), 0.1, 0.1, seed=0)
   test = ratings.subset(np.concatenate([np.flatnonzero(of_user0), np.arange(0)]))
   split = splits.RatingsSplit(rest.train, rest.validation, test)
-  trained_model = training.fit(split, training.ModelConfig(hidden_units=(4,)), _config(epochs=2))
-  metrics = training.evaluate(trained_model, split, default_rating=3.0)
+  model_config = training.ModelConfig(hidden_units=(4,))
+  trained_model = training.fit(split, model_config, _config(epochs=2, fallback="constant"))
+  metrics = training.evaluate(trained_model, split)
   assert set(metrics) == {
       "validation_rmse", "validation_mae", "validation_ratings",
-      "validation_default_predictions", "test_rmse", "test_mae", "test_ratings",
-      "test_default_predictions", "epochs_run", "best_epoch", "train_seconds", "train_ratings"}
+      "validation_default_predictions", "validation_fallback_rmse", "test_rmse", "test_mae",
+      "test_ratings", "test_default_predictions", "test_fallback_rmse", "epochs_run",
+      "best_epoch", "train_seconds", "train_ratings"}
   assert metrics["test_default_predictions"] == metrics["test_ratings"] == of_user0.sum()
   assert metrics["test_rmse"] == pytest.approx(np.sqrt(np.mean((test.rating - 3.0) ** 2)))
+  assert metrics["test_fallback_rmse"] == pytest.approx(metrics["test_rmse"])
+  # The default fallback, user 0 being unknown, predicts each item's shrunk mean.
+  trained_model = training.fit(split, model_config, _config(epochs=2))
+  biases = fallback.fit_biases(split.train)
+  expected = np.clip(biases.global_mean + biases.new_user_bias
+                     + biases.item_bias[test.item_index], 1, 5)
+  assert training.evaluate(trained_model, split)["test_rmse"] == pytest.approx(
+      np.sqrt(np.mean((test.rating - expected) ** 2)), rel=1e-5)
   rows, columns = trained_model.layout.positions(split.validation)
   assert metrics["validation_default_predictions"] == np.sum((rows < 0) | (columns < 0))
   assert metrics["epochs_run"] == 2 and metrics["train_ratings"] == split.train.num_ratings
@@ -223,3 +233,46 @@ def test_checkpoint_without_settings_that_does_not_fit_names_model_dir(split, tm
       r"\(.*\); resume with the settings it was made with, or pass a new --model_dir")):
     training.fit(split, training.ModelConfig(hidden_units=(24,)), _config(epochs=2,
                                                                           model_dir=model_dir))
+
+
+def test_l2_lambda_is_scaled_by_the_training_ratings_unless_l2_weight_is_given(split):
+  assert training.ModelConfig(l2_lambda=200.0).l2_weight_for(80_000) == pytest.approx(1.25e-3)
+  assert training.ModelConfig(l2_lambda=200.0).l2_weight_for(800_000) == pytest.approx(1.25e-4)
+  assert training.ModelConfig(l2_lambda=200.0, l2_weight=1e-3).l2_weight_for(800_000) == 1e-3
+  # Small data sets are treated as having L2_LAMBDA_MIN_RATINGS ratings.
+  assert training.ModelConfig(l2_lambda=200.0).l2_weight_for(500) == pytest.approx(
+      200.0 / (2 * training.L2_LAMBDA_MIN_RATINGS))
+  layout = build_layout(split.train, item_based=True)
+  model = training.build_model(training.ModelConfig(hidden_units=(4,), l2_lambda=10.0), layout)
+  assert model.l2_weight == pytest.approx(10.0 / (2 * training.L2_LAMBDA_MIN_RATINGS))
+  for field in ("l2_lambda", "l2_weight"):
+    with pytest.raises(ValueError, match=field):
+      training.ModelConfig(**{field: -1.0})
+
+
+class _ConstantModel(keras.Model):
+  """A one-weight model whose weight records the epoch it was saved at."""
+
+  def __init__(self):
+    super().__init__()
+    self.w = self.add_weight(shape=(), initializer="zeros")
+
+
+def test_early_stopping_min_delta_stops_a_creeping_plateau_and_keeps_the_best():
+  model = _ConstantModel()
+  stopping = training.ResumableEarlyStopping(None, patience=3, min_delta=1e-3)
+  stopping.set_model(model)
+  model.stop_training = False  # As Keras' fit sets it.
+  # Falls by 0.1 twice, then creeps down by 1e-4 an epoch: each creeping step is a new best
+  # (whose weights are kept) but not an improvement of min_delta.
+  values = [1.0, 0.9, 0.8, 0.7999, 0.7998, 0.7997, 0.7996, 0.7995]
+  epochs = 0
+  for epoch, value in enumerate(values):
+    model.w.assign(float(epoch))
+    stopping.on_epoch_end(epoch, {"val_rmse": value})
+    epochs += 1
+    if model.stop_training:
+      break
+  assert epochs == 6
+  stopping.on_train_end()
+  assert stopping.best_epoch == 5 and float(model.w.numpy()) == 5.0
