@@ -85,6 +85,7 @@ class AutoRec(keras.Model):
     self.output_layer = dense(self.num_inputs,
                               output_activation(decoder_activation, self.rating_scale),
                               "reconstruction", dtype="float32")
+    self.reconstruction_loss = losses.MaskedReconstructionLoss(name="reconstruction_loss")
 
   def encode(self, ratings, training=None):
     """The last hidden layer's code of each row of ratings."""
@@ -105,7 +106,7 @@ class AutoRec(keras.Model):
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """Mean squared error over observed targets (`sample_weight` is the mask) plus L2."""
-    total, count = losses.masked_squared_error_sum(y, y_pred, sample_weight)
+    total, count = self.reconstruction_loss(y, y_pred, sample_weight)
     replica = tf.distribute.get_replica_context()
     if replica is not None and replica.num_replicas_in_sync > 1:
       # Gradients are summed over replicas, so each divides by the global count: the loss is then
