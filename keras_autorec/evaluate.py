@@ -16,50 +16,16 @@ from __future__ import annotations
 from keras_autorec import quiet_tensorflow  # noqa: F401  pylint: disable=unused-import
 
 import json
-import math
 import sys
 
 from absl import app
 from absl import flags
-import numpy as np
-import tensorflow as tf
 
-from keras_autorec import cli_flags, export
-from keras_autorec.data.ratings import Ratings
+from keras_autorec import cli_flags, evaluation, export
 from keras_autorec.data.splits import load_splits
-from keras_autorec.evaluation import RatingErrors
+from keras_autorec.evaluation import evaluate_saved_model
 
 FLAGS = flags.FLAGS
-DEFAULT_BATCH_SIZE = 8192
-
-
-def _decode(ids: np.ndarray) -> np.ndarray:
-  return np.asarray([id_.decode("utf-8") for id_ in ids], dtype=object)
-
-
-def evaluate_saved_model(saved_model_dir: str, ratings: Ratings,
-                         batch_size: int = DEFAULT_BATCH_SIZE) -> RatingErrors:
-  """RMSE and MAE of an exported model's serving_default predictions for `ratings`.
-
-  Users or items without training ratings get the model's own default rating; `num_default`
-  counts those pairs, read from the id vocabularies exported with the model.
-  """
-  if ratings.num_ratings == 0:
-    return RatingErrors(math.nan, math.nan, 0, 0)
-  loaded = tf.saved_model.load(saved_model_dir)
-  rate = loaded.signatures["serving_default"]
-  user_ids = ratings.user_ids[ratings.user_index].astype(str)
-  item_ids = ratings.item_ids[ratings.item_index].astype(str)
-  predictions = np.concatenate([
-      rate(user_id=tf.constant(user_ids[start:start + batch_size]),
-           item_id=tf.constant(item_ids[start:start + batch_size]))["rating"].numpy()
-      for start in range(0, ratings.num_ratings, batch_size)])
-  seen = (np.isin(user_ids, _decode(loaded.user_ids.numpy()))
-          & np.isin(item_ids, _decode(loaded.item_ids.numpy())))
-  error = ratings.rating - predictions
-  return RatingErrors(rmse=float(np.sqrt(np.mean(np.square(error)))),
-                      mae=float(np.mean(np.abs(error))), num_ratings=ratings.num_ratings,
-                      num_default=int(np.sum(~seen)))
 
 
 def was_refit(saved_model_dir: str) -> bool:
@@ -74,7 +40,8 @@ def _define_flags() -> list[cli_flags.HelpGroup]:
   groups = [cli_flags.define_data_flags(), cli_flags.define_split_flags()]
   flags.DEFINE_string("saved_model", None,
                       "An exported version directory, e.g. saved_models/ml100k/1.")
-  flags.DEFINE_integer("predict_batch_size", DEFAULT_BATCH_SIZE, "Ratings per signature call.")
+  flags.DEFINE_integer("predict_batch_size", evaluation.DEFAULT_BATCH_SIZE,
+                       "Ratings per signature call.")
   flags.DEFINE_string("metrics_file", None, "Where to write the metrics as JSON.")
   flags.mark_flag_as_required("saved_model")
   return groups + [cli_flags.HelpGroup(

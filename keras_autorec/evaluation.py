@@ -1,4 +1,5 @@
-"""Rating predictions for (user, item) pairs and their RMSE/MAE, with a fallback for unseen ids."""
+"""Rating predictions, RMSE/MAE of a model (with a fallback for unseen ids) or an exported
+SavedModel, and top-N metrics."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import dataclasses
 import math
 
 import numpy as np
+import tensorflow as tf
 
 from keras_autorec.data import input as data_input
 from keras_autorec.fallback import RatingBiases
 from keras_autorec.data.layout import RowLayout
 from keras_autorec.data.ratings import Ratings
+
+DEFAULT_BATCH_SIZE = 8192  # Ratings per serving_default call of `evaluate_saved_model`.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,3 +97,106 @@ def mean_and_ci95(values) -> tuple[float, float]:
   dof = values.size - 1
   t = t_table[dof - 1] if dof <= len(t_table) else 1.96
   return float(values.mean()), float(t * values.std(ddof=1) / math.sqrt(values.size))
+
+
+def _decode(ids: np.ndarray) -> np.ndarray:
+  return np.asarray([id_.decode("utf-8") for id_ in ids], dtype=object)
+
+
+def evaluate_saved_model(saved_model_dir: str, ratings: Ratings,
+                         batch_size: int = DEFAULT_BATCH_SIZE) -> RatingErrors:
+  """RMSE and MAE of an exported model's serving_default predictions for `ratings`.
+
+  Users or items without training ratings get the model's own default rating; `num_default`
+  counts those pairs, read from the id vocabularies exported with the model.
+  """
+  if ratings.num_ratings == 0:
+    return RatingErrors(math.nan, math.nan, 0, 0)
+  loaded = tf.saved_model.load(saved_model_dir)
+  rate = loaded.signatures["serving_default"]
+  user_ids = ratings.user_ids[ratings.user_index].astype(str)
+  item_ids = ratings.item_ids[ratings.item_index].astype(str)
+  predictions = np.concatenate([
+      rate(user_id=tf.constant(user_ids[start:start + batch_size]),
+           item_id=tf.constant(item_ids[start:start + batch_size]))["rating"].numpy()
+      for start in range(0, ratings.num_ratings, batch_size)])
+  seen = (np.isin(user_ids, _decode(loaded.user_ids.numpy()))
+          & np.isin(item_ids, _decode(loaded.item_ids.numpy())))
+  error = ratings.rating - predictions
+  return RatingErrors(rmse=float(np.sqrt(np.mean(np.square(error)))),
+                      mae=float(np.mean(np.abs(error))), num_ratings=ratings.num_ratings,
+                      num_default=int(np.sum(~seen)))
+
+
+def _scores_to_top_k(best_scores: np.ndarray, best_items: np.ndarray, scores: np.ndarray,
+                     items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """Merges candidate scores [U, b] of `items` [b] into running top-k lists [U, k]."""
+  all_scores = np.concatenate([best_scores, scores], axis=1)
+  all_items = np.concatenate([best_items, np.broadcast_to(items, scores.shape)], axis=1)
+  order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+  return (np.take_along_axis(all_scores, order, axis=1),
+          np.take_along_axis(all_items, order, axis=1))
+
+
+def top_k_items(model, layout: RowLayout, users: np.ndarray, k: int,
+                batch_size: int = 256) -> np.ndarray:
+  """Item positions [len(users), k] of the highest predictions, training items excluded.
+
+  Rows are streamed in batches, so memory stays O(users * (k + batch)) whatever the orientation.
+  Slots without a candidate are -1.
+  """
+  best_scores = np.full((users.size, k), -np.inf, dtype=np.float32)
+  best_items = np.full((users.size, k), -1, dtype=np.int64)
+  train = layout.train
+  row_ids = np.arange(layout.num_rows) if layout.item_based else users
+  user_slot = np.full(layout.num_columns if layout.item_based else layout.num_rows, -1)
+  user_slot[users] = np.arange(users.size)
+  for batch_rows, inputs in data_input.rows_dataset(train, row_ids, batch_size):
+    batch_rows = batch_rows.numpy()
+    scores = np.array(model.predict_ratings(inputs))
+    lengths = train.row_lengths()[batch_rows]
+    positions = np.concatenate([np.arange(train.row_splits[row], train.row_splits[row + 1])
+                                for row in batch_rows])
+    scores[np.repeat(np.arange(batch_rows.size), lengths), train.columns[positions]] = -np.inf
+    if layout.item_based:
+      best_scores, best_items = _scores_to_top_k(best_scores, best_items, scores[:, users].T,
+                                                 batch_rows, k)
+    else:
+      slots = user_slot[batch_rows]
+      best_scores[slots], best_items[slots] = _scores_to_top_k(
+          best_scores[slots], best_items[slots], scores, np.arange(layout.num_columns), k)
+  return np.where(np.isfinite(best_scores), best_items, -1)
+
+
+def recall_at_k(num_hits: int, num_relevant: int, k: int) -> float:
+  """One user's recall@k: relevant items in the top k / min(k, relevant items), at most 1."""
+  return num_hits / min(k, num_relevant)
+
+
+def top_n_metrics(model, layout: RowLayout, test: Ratings, k: int,
+                  relevant_rating: float) -> dict[str, float | int]:
+  """NDCG@k and recall@k (hits / min(k, relevant)) over test users with relevant ratings.
+
+  Relevant items are the user's held-out ratings >= relevant_rating; items the user rated in
+  training are not ranked. Users without training ratings cannot be ranked for and are counted
+  apart; relevant items unseen in training count as relevant but can never be hit.
+  """
+  rows, columns = layout.positions(test)
+  user_pos, item_pos = (columns, rows) if layout.item_based else (rows, columns)
+  relevant = test.rating >= relevant_rating
+  users = np.unique(user_pos[relevant & (user_pos >= 0)])
+  skipped = np.unique(test.user_index[relevant & (user_pos < 0)]).size
+  if users.size == 0:
+    return {f"ndcg@{k}": math.nan, f"recall@{k}": math.nan, "top_n_users": 0,
+            "top_n_users_unseen": skipped}
+  top = top_k_items(model, layout, users, k)
+  discounts = 1.0 / np.log2(np.arange(k) + 2.0)
+  ndcgs, recalls = [], []
+  for slot, user in enumerate(users):
+    mine = relevant & (user_pos == user)
+    hit = np.isin(top[slot], item_pos[mine & (item_pos >= 0)]) & (top[slot] >= 0)
+    ideal = min(k, int(mine.sum()))
+    ndcgs.append(float(np.sum(discounts[hit]) / np.sum(discounts[:ideal])))
+    recalls.append(recall_at_k(int(hit.sum()), int(mine.sum()), k))
+  return {f"ndcg@{k}": float(np.mean(ndcgs)), f"recall@{k}": float(np.mean(recalls)),
+          "top_n_users": int(users.size), "top_n_users_unseen": int(skipped)}

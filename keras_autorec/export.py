@@ -57,14 +57,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import errno
 import json
 import logging
 import os
-import re
-import shutil
-import tempfile
-from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -75,7 +70,9 @@ from keras_autorec import fallback as fallback_lib
 from keras_autorec.blend import RatingBlend, ServingBlend
 from keras_autorec.data import input as data_input
 from keras_autorec.data.layout import RowLayout, SparseRows, sparse_rows
-from keras_autorec.model import AutoRec
+from keras_autorec.model import AutoRec, encode, output_activation
+from keras_autorec.serving import publish
+from keras_autorec.serving.publish import existing_versions  # noqa: F401 (public API)
 
 SIGNATURE_NAMES = ("serving_default", "recommend", "recommend_for_ratings", "similar_items")
 PADDING_ID = ""
@@ -84,28 +81,12 @@ METADATA_FILE = "metadata.json"
 EXPORT_BASE = "saved_models"  # Default parent of the model base paths.
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a model with more warmup records.
-_PARTIAL_PREFIX = ".partial-"
-_MAX_VERSION_ATTEMPTS = 100
 # Cosine similarity of a zero vector is taken as 0, not NaN.
 _MIN_NORM = 1e-12
 
-_ACTIVATIONS = {
-    "identity": tf.identity, "sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu,
-    "selu": tf.nn.selu, "tanh": tf.tanh,
-}
 _SELU_SCALE = 1.0507009873554805
 _SELU_ALPHA = 1.6732632423543772
 _INVERSE_EPSILON = 1e-6
-
-
-def _decoder_activation(name: str, rating_scale) -> Callable[[tf.Tensor], tf.Tensor]:
-  """The decoder activation f as the model applies it (`keras_autorec.model.output_activation`)."""
-  low, high = rating_scale
-  if name == "sigmoid":
-    return lambda x: low + (high - low) * tf.sigmoid(x)
-  if name == "tanh":
-    return lambda x: low + (high - low) * (tf.tanh(x) + 1.0) / 2.0
-  return _ACTIVATIONS[name]
 
 
 def _inverse_activation(name: str, outputs: tf.Tensor, rating_scale) -> tf.Tensor:
@@ -364,7 +345,7 @@ class _ServingModule(tf.Module):
     self.encoder_biases = [_constant_variable(bias, tf.float32) for bias in arrays.encoder_biases]
 
   def _activate(self, pre_activations: tf.Tensor) -> tf.Tensor:
-    return _decoder_activation(self.decoder_activation, self.rating_scale)(pre_activations)
+    return output_activation(self.decoder_activation, self.rating_scale)(pre_activations)
 
   def _decode(self, pre_activations: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(self._activate(pre_activations), *self.rating_scale)
@@ -469,10 +450,8 @@ class _ServingModule(tf.Module):
     return self._recommend(self._scores_for_users(user_vectors, user_biases), excluded)
 
   def _encode(self, ratings: tf.Tensor) -> tf.Tensor:
-    hidden = ratings
-    for kernel, bias in zip(self.encoder_kernels, self.encoder_biases):
-      hidden = _ACTIVATIONS[self.encoder_activation](tf.matmul(hidden, kernel) + bias)
-    return hidden
+    return encode(list(zip(self.encoder_kernels, self.encoder_biases)), ratings,
+                  self.encoder_activation)
 
   def _fold_in_decoder_columns(self, items, ratings, rated) -> tuple[tf.Tensor, tf.Tensor]:
     """Ridge fit of each user's decoder column (w, b) around the average user's, [B, k], [B].
@@ -647,14 +626,6 @@ def _write_saved_model(directory: str, model: AutoRec, layout: RowLayout, config
                                           config.max_batch_size, config.max_rating_slots))
 
 
-def existing_versions(export_dir: str) -> list[int]:
-  """The integer version directories under `export_dir`, ascending, as TF Serving sees them."""
-  if not os.path.isdir(export_dir):
-    return []
-  return sorted(int(name) for name in os.listdir(export_dir)
-                if re.fullmatch(r"\d+", name) and os.path.isdir(os.path.join(export_dir, name)))
-
-
 def data_name(data: dict) -> str:
   """A short name for the data of a `sources.DataConfig` (as a dict): a model name for TF Serving.
 
@@ -679,42 +650,6 @@ def version_metadata(version_dir: str) -> dict:
     return {}
   with open(path) as f:
     return json.load(f)
-
-
-def _fsync_tree(directory: str) -> None:
-  """Flushes every file and directory under `directory` to disk, so a rename publishes data."""
-  for root, _, files in os.walk(directory):
-    for name in files:
-      with open(os.path.join(root, name), "rb") as f:
-        os.fsync(f.fileno())
-    _fsync_directory(root)
-
-
-def _fsync_directory(directory: str) -> None:
-  descriptor = os.open(directory, os.O_RDONLY)
-  try:
-    os.fsync(descriptor)
-  finally:
-    os.close(descriptor)
-
-
-def _publish(partial_dir: str, export_dir: str) -> str:
-  """Renames `partial_dir` to the next free integer version; returns the version's path."""
-  for _ in range(_MAX_VERSION_ATTEMPTS):
-    versions = existing_versions(export_dir)
-    version_dir = os.path.join(export_dir, str(versions[-1] + 1 if versions else 1))
-    try:
-      # Atomic: TF Serving sees either no version or the complete one. Renaming onto a non-empty
-      # directory fails, so a version another exporter published meanwhile is never replaced.
-      os.rename(partial_dir, version_dir)
-    except OSError as error:
-      if error.errno in (errno.EEXIST, errno.ENOTEMPTY) and os.path.isdir(version_dir):
-        continue
-      raise
-    _fsync_directory(export_dir)  # persists the rename itself
-    return version_dir
-  raise RuntimeError(f"could not claim a new version under {export_dir} after "
-                     f"{_MAX_VERSION_ATTEMPTS} attempts")
 
 
 def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
@@ -743,15 +678,6 @@ def export_model(model: AutoRec, layout: RowLayout, config: ExportConfig,
     raise ValueError(f"max_batch_size and max_rating_slots must be positive, got "
                      f"{config.max_batch_size} and {config.max_rating_slots}")
   config = dataclasses.replace(config, fold_in_l2=fold_in_l2(config, model, layout))
-  os.makedirs(config.export_dir, exist_ok=True)
-  # A non-integer sibling: TF Serving never loads it and version numbering ignores it, so an
-  # export killed before the rename leaves at worst an inert `.partial-*` directory.
-  partial_dir = tempfile.mkdtemp(prefix=f"{_PARTIAL_PREFIX}{os.getpid()}-",
-                                 dir=config.export_dir)
-  try:
+  with publish.partial_directory(config.export_dir) as partial_dir:
     _write_saved_model(partial_dir, model, layout, config, metadata, blend, fallback)
-    _fsync_tree(partial_dir)
-    return _publish(partial_dir, config.export_dir)
-  finally:
-    if os.path.isdir(partial_dir):
-      shutil.rmtree(partial_dir, ignore_errors=True)
+    return publish.publish_version(partial_dir, config.export_dir)

@@ -24,17 +24,18 @@ import tensorflow as tf
 from keras import ops
 
 
-def masked_squared_error_sum(targets, predictions, mask) -> tuple[tf.Tensor, tf.Tensor]:
-  """Sum of squared errors over entries where mask is 1, and the number of such entries."""
-  predictions = ops.cast(predictions, "float32")
-  squared = ops.square(targets - predictions) * mask
-  return ops.sum(squared), ops.sum(mask)
+@keras.saving.register_keras_serializable(package="keras_autorec")
+class MaskedReconstructionLoss(keras.layers.Layer):
+  """Sum of squared errors over observed entries (mask 1) and the number of such entries.
 
+  It returns the sum and the count rather than their ratio so that the model can divide by the
+  count summed over replicas (see `AutoRec.compute_loss`).
+  """
 
-def masked_mean_squared_error(targets, predictions, mask) -> tf.Tensor:
-  """Mean squared error over observed entries (0 when none are observed)."""
-  total, count = masked_squared_error_sum(targets, predictions, mask)
-  return total / ops.maximum(count, 1.0)
+  def call(self, targets, predictions, mask) -> tuple[tf.Tensor, tf.Tensor]:
+    predictions = ops.cast(predictions, "float32")
+    squared = ops.square(targets - predictions) * mask
+    return ops.sum(squared), ops.sum(mask)
 
 
 class ClippedRatingMetric(keras.metrics.Metric):

@@ -19,18 +19,64 @@ def _keras_activation(name: str) -> str:
   return "linear" if name == "identity" else name
 
 
-def output_activation(name: str, rating_scale: Sequence[float]):
-  """The decoder activation f; the bounded ones (sigmoid, tanh) are stretched onto the scale.
+@keras.saving.register_keras_serializable(package="keras_autorec")
+class ScaledActivation:
+  """A bounded activation (sigmoid or tanh) stretched onto the rating scale [low, high].
 
   A plain sigmoid never exceeds 1, so on a 1-5 scale f = sigmoid could not fit any rating;
   scaled, f(x) = low + (high - low) * sigmoid(x) spans the ratings as the paper's table needs.
   """
-  low, high = (float(v) for v in rating_scale)
-  if name == "sigmoid":
-    return lambda x: low + (high - low) * ops.sigmoid(x)
-  if name == "tanh":
-    return lambda x: low + (high - low) * (ops.tanh(x) + 1.0) / 2.0
+
+  def __init__(self, name: str, low: float, high: float):
+    if name not in ("sigmoid", "tanh"):
+      raise ValueError(f"a scaled activation is sigmoid or tanh, got {name!r}")
+    self.name, self.low, self.high = name, float(low), float(high)
+
+  def __call__(self, x):
+    low, high = self.low, self.high
+    if self.name == "sigmoid":
+      return low + (high - low) * ops.sigmoid(x)
+    return low + (high - low) * (ops.tanh(x) + 1.0) / 2.0
+
+  def get_config(self):
+    return {"name": self.name, "low": self.low, "high": self.high}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+
+def hidden_activation(name: str):
+  """The encoder activation g."""
   return keras.activations.get(_keras_activation(name))
+
+
+def output_activation(name: str, rating_scale: Sequence[float]):
+  """The decoder activation f; the bounded ones (sigmoid, tanh) are stretched onto the scale."""
+  if name in ("sigmoid", "tanh"):
+    return ScaledActivation(name, *rating_scale)
+  return hidden_activation(name)
+
+
+def encode(params: Sequence[tuple], inputs, activation: str, first_product=None):
+  """The last hidden code g(...g(g(x W1 + b1) W2 + b2)...) with params [(W1, b1), (W2, b2), ...].
+
+  Args:
+    params: each hidden layer's (kernel, bias); a layer's input is cast to its kernel's dtype.
+    inputs: the rows of ratings, or whatever `first_product` takes.
+    activation: the encoder activation's name.
+    first_product: (inputs, kernel) -> inputs W1 for inputs that are not a dense tensor (the
+      sparse trainer's CSR blocks); tf.matmul by default.
+  """
+  g = hidden_activation(activation)
+  hidden = inputs
+  for position, (kernel, bias) in enumerate(params):
+    if position == 0 and first_product is not None:
+      product = first_product(hidden, kernel)
+    else:
+      product = tf.matmul(tf.cast(hidden, kernel.dtype), kernel)
+    hidden = g(product + bias)
+  return hidden
 
 
 @keras.saving.register_keras_serializable(package="keras_autorec")
@@ -78,13 +124,13 @@ class AutoRec(keras.Model):
           name=name, dtype=dtype)
 
     self.dropout = keras.layers.Dropout(self.input_dropout) if self.input_dropout else None
-    self.hidden_layers = [dense(units, _keras_activation(encoder_activation), f"hidden_{i}")
+    self.hidden_layers = [dense(units, hidden_activation(encoder_activation), f"hidden_{i}")
                           for i, units in enumerate(self.hidden_units)]
-    _keras_activation(decoder_activation)
     # The reconstruction stays float32 under mixed precision so the loss is computed exactly.
     self.output_layer = dense(self.num_inputs,
                               output_activation(decoder_activation, self.rating_scale),
                               "reconstruction", dtype="float32")
+    self.reconstruction_loss = losses.MaskedReconstructionLoss(name="reconstruction_loss")
 
   def encode(self, ratings, training=None):
     """The last hidden layer's code of each row of ratings."""
@@ -105,7 +151,7 @@ class AutoRec(keras.Model):
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """Mean squared error over observed targets (`sample_weight` is the mask) plus L2."""
-    total, count = losses.masked_squared_error_sum(y, y_pred, sample_weight)
+    total, count = self.reconstruction_loss(y, y_pred, sample_weight)
     replica = tf.distribute.get_replica_context()
     if replica is not None and replica.num_replicas_in_sync > 1:
       # Gradients are summed over replicas, so each divides by the global count: the loss is then

@@ -43,6 +43,7 @@ import tensorflow as tf
 from tensorflow.python.ops import handle_data_util
 
 from keras_autorec import distribution
+from keras_autorec import model as model_lib
 from keras_autorec.data.layout import SparseRows, build_layout
 from keras_autorec.data.splits import RatingsSplit
 from keras_autorec.optimizers import Rprop, irprop_minus, make_optimizer
@@ -398,12 +399,11 @@ def _encode(model, block_tensors: tuple, compute_dtype: tf.DType) -> tf.Tensor:
     return _typed_csr(csr_transpose, shape[::-1])
 
   first, *rest = model.hidden_layers
-  pre_activation = _spmm(csr, make_csr_transpose, tf.convert_to_tensor(first.kernel))
-  hidden = first.activation(pre_activation + first.bias)
-  for layer in rest:
-    hidden = tf.cast(hidden, compute_dtype)
-    hidden = layer.activation(tf.matmul(hidden, tf.cast(layer.kernel, compute_dtype))
-                              + tf.cast(layer.bias, compute_dtype))
+  params = [(tf.convert_to_tensor(first.kernel), first.bias),
+            *((tf.cast(layer.kernel, compute_dtype), tf.cast(layer.bias, compute_dtype))
+              for layer in rest)]
+  hidden = model_lib.encode(params, csr, model.encoder_activation,
+                            first_product=lambda _, kernel: _spmm(csr, make_csr_transpose, kernel))
   return tf.cast(hidden, tf.float32)
 
 

@@ -20,12 +20,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_autorec import evaluate, evaluation, export, training  # noqa: E402
-from keras_autorec.data import input as data_input  # noqa: E402
+from keras_autorec import evaluation, export, training  # noqa: E402
 from keras_autorec.data import sources  # noqa: E402
 from keras_autorec.data.layout import RowLayout, build_layout  # noqa: E402
-from keras_autorec.data.ratings import Ratings  # noqa: E402
+from keras_autorec.data.ratings import Ratings, outside_rating_scale  # noqa: E402
 from keras_autorec.data.splits import RatingsSplit, SplitConfig, load_splits  # noqa: E402
+from keras_autorec.serving import publish  # noqa: E402
 from pipelines import artifacts  # noqa: E402
 from pipelines.artifacts import Artifact  # noqa: E402
 
@@ -168,22 +168,18 @@ class ValidatorConfig:
   max_shared_pairs: int = 0
 
 
-def _pair_keys(ratings: Ratings) -> np.ndarray:
-  return ratings.user_index.astype(np.int64) * max(ratings.num_items, 1) + ratings.item_index
-
-
 def find_anomalies(split: RatingsSplit, config: ValidatorConfig) -> list[str]:
   """Every violation of the schema (rating scale, unique pairs, empty training rows)."""
   anomalies = []
   low, high = split.train.rating_scale
-  train_pairs = _pair_keys(split.train)
+  train_pairs = split.train.pair_keys()
   for name in artifacts.SPLIT_NAMES:
     ratings: Ratings = getattr(split, name)
-    outside = ~np.isfinite(ratings.rating) | (ratings.rating < low) | (ratings.rating > high)
+    outside = outside_rating_scale(ratings.rating, (low, high))
     if outside.any():
       anomalies.append(f"{name}: {int(outside.sum())} ratings outside the scale [{low:g}, "
                        f"{high:g}], e.g. {ratings.rating[outside][0]!r}")
-    pairs = _pair_keys(ratings)
+    pairs = ratings.pair_keys()
     duplicates = pairs.size - np.unique(pairs).size
     if duplicates:
       anomalies.append(f"{name}: {duplicates} repeated (user, item) pairs")
@@ -361,7 +357,7 @@ def resolve_baseline(serving_model_dir: str, candidate_fingerprint: str) -> Base
   A model is never its own baseline: otherwise pushing it would change the Evaluator's input and
   an identical rerun could not come from cache.
   """
-  for version in reversed(export.existing_versions(serving_model_dir)):
+  for version in reversed(publish.existing_versions(serving_model_dir)):
     version_dir = os.path.join(serving_model_dir, str(version))
     metadata = pushed_metadata(version_dir)
     pipeline = metadata.get("pipeline", {})
@@ -372,75 +368,6 @@ def resolve_baseline(serving_model_dir: str, candidate_fingerprint: str) -> Base
                     test_fingerprint=pipeline.get("test_fingerprint"),
                     model_fingerprint=pipeline.get("model_fingerprint"))
   return None
-
-
-def _scores_to_top_k(best_scores: np.ndarray, best_items: np.ndarray, scores: np.ndarray,
-                     items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-  """Merges candidate scores [U, b] of `items` [b] into running top-k lists [U, k]."""
-  all_scores = np.concatenate([best_scores, scores], axis=1)
-  all_items = np.concatenate([best_items, np.broadcast_to(items, scores.shape)], axis=1)
-  order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
-  return (np.take_along_axis(all_scores, order, axis=1),
-          np.take_along_axis(all_items, order, axis=1))
-
-
-def top_k_items(model, layout: RowLayout, users: np.ndarray, k: int,
-                batch_size: int = 256) -> np.ndarray:
-  """Item positions [len(users), k] of the highest predictions, training items excluded.
-
-  Rows are streamed in batches, so memory stays O(users * (k + batch)) whatever the orientation.
-  Slots without a candidate are -1.
-  """
-  best_scores = np.full((users.size, k), -np.inf, dtype=np.float32)
-  best_items = np.full((users.size, k), -1, dtype=np.int64)
-  train = layout.train
-  row_ids = np.arange(layout.num_rows) if layout.item_based else users
-  user_slot = np.full(layout.num_columns if layout.item_based else layout.num_rows, -1)
-  user_slot[users] = np.arange(users.size)
-  for batch_rows, inputs in data_input.rows_dataset(train, row_ids, batch_size):
-    batch_rows = batch_rows.numpy()
-    scores = np.array(model.predict_ratings(inputs))
-    lengths = train.row_lengths()[batch_rows]
-    positions = np.concatenate([np.arange(train.row_splits[row], train.row_splits[row + 1])
-                                for row in batch_rows])
-    scores[np.repeat(np.arange(batch_rows.size), lengths), train.columns[positions]] = -np.inf
-    if layout.item_based:
-      best_scores, best_items = _scores_to_top_k(best_scores, best_items, scores[:, users].T,
-                                                 batch_rows, k)
-    else:
-      slots = user_slot[batch_rows]
-      best_scores[slots], best_items[slots] = _scores_to_top_k(
-          best_scores[slots], best_items[slots], scores, np.arange(layout.num_columns), k)
-  return np.where(np.isfinite(best_scores), best_items, -1)
-
-
-def top_n_metrics(model, layout: RowLayout, test: Ratings, k: int,
-                  relevant_rating: float) -> dict[str, float | int]:
-  """NDCG@k and recall@k (hits / min(k, relevant)) over test users with relevant ratings.
-
-  Relevant items are the user's held-out ratings >= relevant_rating; items the user rated in
-  training are not ranked. Users without training ratings cannot be ranked for and are counted
-  apart; relevant items unseen in training count as relevant but can never be hit.
-  """
-  rows, columns = layout.positions(test)
-  user_pos, item_pos = (columns, rows) if layout.item_based else (rows, columns)
-  relevant = test.rating >= relevant_rating
-  users = np.unique(user_pos[relevant & (user_pos >= 0)])
-  skipped = np.unique(test.user_index[relevant & (user_pos < 0)]).size
-  if users.size == 0:
-    return {f"ndcg@{k}": math.nan, f"recall@{k}": math.nan, "top_n_users": 0,
-            "top_n_users_unseen": skipped}
-  top = top_k_items(model, layout, users, k)
-  discounts = 1.0 / np.log2(np.arange(k) + 2.0)
-  ndcgs, recalls = [], []
-  for slot, user in enumerate(users):
-    mine = relevant & (user_pos == user)
-    hit = np.isin(top[slot], item_pos[mine & (item_pos >= 0)]) & (top[slot] >= 0)
-    ideal = min(k, int(mine.sum()))
-    ndcgs.append(float(np.sum(discounts[hit]) / np.sum(discounts[:ideal])))
-    recalls.append(float(hit.sum() / ideal))
-  return {f"ndcg@{k}": float(np.mean(ndcgs)), f"recall@{k}": float(np.mean(recalls)),
-          "top_n_users": int(users.size), "top_n_users_unseen": int(skipped)}
 
 
 def blessing_decision(test_rmse: float, baseline: Baseline | None,
@@ -473,7 +400,7 @@ def evaluator(examples: Artifact, transform_graph: Artifact, model: Artifact,
   keras_model = load_model(model)
   errors = evaluation.evaluate_ratings(keras_model, layout, split.test, config.default_rating)
   metrics = {**errors.as_dict("test"),
-             **top_n_metrics(keras_model, layout, split.test, config.top_k,
+             **evaluation.top_n_metrics(keras_model, layout, split.test, config.top_k,
                              config.relevant_rating)}
   test_fingerprint = examples.properties["split_fingerprints"]["test"]
   if baseline is not None and baseline.test_fingerprint != test_fingerprint:
@@ -481,7 +408,7 @@ def evaluator(examples: Artifact, transform_graph: Artifact, model: Artifact,
     # baseline on the candidate's data): measure the pushed version through its signature.
     baseline = dataclasses.replace(
         baseline, test_fingerprint=test_fingerprint,
-        test_rmse=evaluate.evaluate_saved_model(baseline.version_dir, split.test).rmse)
+        test_rmse=evaluation.evaluate_saved_model(baseline.version_dir, split.test).rmse)
     logging.info("Evaluator: baseline %s re-evaluated on this test split: RMSE %.4f",
                  baseline.version_dir, baseline.test_rmse)
   blessed, reasons = blessing_decision(errors.rmse, baseline, config)
@@ -519,7 +446,7 @@ def pusher(examples: Artifact, transform_graph: Artifact, model: Artifact, bless
            metadata: dict | None = None) -> dict[str, Artifact]:
   """Exports a blessed model as the next version of serving_model_dir; otherwise says why not."""
   version_dir = None
-  versions = export.existing_versions(config.serving_model_dir)
+  versions = publish.existing_versions(config.serving_model_dir)
   latest = (os.path.join(config.serving_model_dir, str(versions[-1])) if versions else None)
   if not blessing.properties["blessed"]:
     reason = "not pushed: the model is not blessed (" + "; ".join(

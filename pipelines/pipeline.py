@@ -13,12 +13,11 @@ import dataclasses
 import datetime
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 
 import keras_autorec
+from keras_autorec.serving import publish
 from pipelines import artifacts, components
 from pipelines.artifacts import Artifact
 
@@ -26,7 +25,6 @@ COMPONENTS = ("ExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "T
               "Evaluator", "Pusher")
 EXECUTION_FILE = "execution.json"
 _KEY_LENGTH = 16
-_PARTIAL_PREFIX = ".partial-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +111,8 @@ def _publish(partial_dir: str, execution_dir: str, outputs: dict[str, Artifact])
               for name, artifact in outputs.items()}
   record = {"outputs": {name: artifact.to_json() for name, artifact in relative.items()}}
   artifacts.write_json(os.path.join(partial_dir, EXECUTION_FILE), record)
-  if os.path.isdir(execution_dir):  # a forced (--no_cache) rerun replaces the old execution
-    stale = tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=os.path.dirname(execution_dir))
-    os.rename(execution_dir, os.path.join(stale, "stale"))
-    shutil.rmtree(stale, ignore_errors=True)
-  os.rename(partial_dir, execution_dir)
+  # A forced (--no_cache) rerun replaces the old execution.
+  publish.publish_directory(partial_dir, execution_dir, replace=True)
   return {name: dataclasses.replace(artifact, uri=os.path.join(execution_dir, artifact.uri))
           for name, artifact in relative.items()}
 
@@ -158,17 +153,14 @@ class _Run:
       logging.info("%s: cached (%s)", component, execution_dir)
     else:
       logging.info("%s: running (%s)", component, execution_dir)
-      os.makedirs(component_dir, exist_ok=True)
-      partial_dir = tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=component_dir)
-      try:
-        record.outputs = _publish(partial_dir, execution_dir, body(partial_dir))
-      except Exception as error:
-        record.status, record.error = "failed", f"{type(error).__name__}: {error}"
-        record.ended, record.seconds = _now(), time.time() - start
-        self.write_manifest("failed")
-        raise ComponentFailedError(f"{component} failed: {record.error}") from error
-      finally:
-        shutil.rmtree(partial_dir, ignore_errors=True)
+      with publish.partial_directory(component_dir) as partial_dir:
+        try:
+          record.outputs = _publish(partial_dir, execution_dir, body(partial_dir))
+        except Exception as error:
+          record.status, record.error = "failed", f"{type(error).__name__}: {error}"
+          record.ended, record.seconds = _now(), time.time() - start
+          self.write_manifest("failed")
+          raise ComponentFailedError(f"{component} failed: {record.error}") from error
     record.ended, record.seconds = _now(), time.time() - start
     self.write_manifest("running")
     return record.outputs

@@ -24,8 +24,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -33,6 +31,7 @@ import tensorflow as tf
 from keras_autorec import export, training
 from keras_autorec.data import parsing
 from keras_autorec.data.splits import RatingsSplit
+from keras_autorec.serving import publish
 from pipelines import components
 
 DEFAULT_FEATURES = {"user": "user_id", "item": "item_id", "rating": "rating"}
@@ -70,17 +69,11 @@ def read_examples(patterns: list[str], features: dict[str, str]) -> parsing.RawC
 def _publish_saved_model(trained: training.TrainedModel, serving_model_dir: str,
                          export_options: dict) -> None:
   """Exports into a sibling temporary base path, then moves the SavedModel into place."""
-  parent = os.path.dirname(os.path.abspath(serving_model_dir))
-  os.makedirs(parent, exist_ok=True)
-  base = tempfile.mkdtemp(prefix=".export-", dir=parent)
-  try:
+  # TFX may create serving_model_dir empty; publish_directory takes an empty one over.
+  with publish.partial_directory(os.path.dirname(os.path.abspath(serving_model_dir))) as base:
     version_dir = export.export_model(trained.model, trained.layout,
                                       export.ExportConfig(export_dir=base, **export_options))
-    if os.path.isdir(serving_model_dir) and not os.listdir(serving_model_dir):
-      os.rmdir(serving_model_dir)  # TFX may create it empty; rename needs it gone
-    os.rename(version_dir, serving_model_dir)
-  finally:
-    shutil.rmtree(base, ignore_errors=True)
+    publish.publish_directory(version_dir, serving_model_dir)
 
 
 def run_fn(fn_args) -> None:

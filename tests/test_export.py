@@ -20,6 +20,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from keras_autorec import evaluation, export, training
 from keras_autorec.data import ratings as ratings_lib
 from keras_autorec.data import splits
+from keras_autorec.serving import publish
 import tf_serving_fake
 
 NUM_USERS, NUM_ITEMS = 48, 36
@@ -556,13 +557,13 @@ def test_concurrent_exporter_taking_the_version_makes_the_next_one(small_model, 
                                                                    monkeypatch):
   config = export.ExportConfig(export_dir=str(tmp_path / "autorec"), warmup_requests=False)
   export.export_model(small_model.model, small_model.layout, config)
-  existing_versions = export.existing_versions
+  existing_versions = publish.existing_versions
   stale_listings = [[]]  # the first listing predates another exporter publishing version 1
 
   def listing(export_dir):
     return stale_listings.pop() if stale_listings else existing_versions(export_dir)
 
-  monkeypatch.setattr(export, "existing_versions", listing)
+  monkeypatch.setattr(publish, "existing_versions", listing)
   path = export.export_model(small_model.model, small_model.layout, config)
   assert path == os.path.join(config.export_dir, "2")
   assert sorted(os.listdir(config.export_dir)) == ["1", "2"]
@@ -580,7 +581,7 @@ ML100K_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "da
 
 def recall_at_10(top: np.ndarray, liked: list[set]) -> float:
   """Mean over users of |top 10 & liked| / min(10, |liked|)."""
-  return float(np.mean([len(set(row[:10]) & held_out) / min(10, len(held_out))
+  return float(np.mean([evaluation.recall_at_k(len(set(row[:10]) & held_out), len(held_out), 10)
                         for row, held_out in zip(top, liked)]))
 
 

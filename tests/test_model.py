@@ -136,3 +136,26 @@ def test_bounded_decoder_activations_span_the_rating_scale(activation):
   model.output_layer.bias.assign(np.array([-30.0, 0.0, 30.0], np.float32))
   np.testing.assert_allclose(model(np.zeros((1, 3), np.float32)).numpy()[0], [1.0, 3.0, 5.0],
                              atol=1e-5)
+
+
+def test_scaled_activation_by_hand_and_round_trip():
+  activation = model_lib.ScaledActivation("tanh", 1.0, 5.0)
+  # tanh(0.5) = 0.46211716; 1 + 4 * (0.46211716 + 1) / 2 = 3.92423431.
+  assert float(activation(tf.constant(0.5))) == pytest.approx(3.92423431, rel=1e-6)
+  restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(activation))
+  assert isinstance(restored, model_lib.ScaledActivation)
+  assert (restored.name, restored.low, restored.high) == ("tanh", 1.0, 5.0)
+  with pytest.raises(ValueError, match="sigmoid or tanh"):
+    model_lib.ScaledActivation("relu", 1.0, 5.0)
+
+
+def test_encode_matches_the_model_layers():
+  model = model_lib.AutoRec(num_inputs=10, hidden_units=(8, 4), encoder_activation="elu")
+  ratings, _ = _batch()
+  model(ratings)
+  params = [(layer.kernel, layer.bias) for layer in model.hidden_layers]
+  np.testing.assert_array_equal(model_lib.encode(params, ratings, "elu").numpy(),
+                                model.encode(ratings).numpy())
+  doubled = model_lib.encode(params, ratings, "elu",
+                             first_product=lambda x, kernel: tf.matmul(2.0 * x, kernel))
+  np.testing.assert_array_equal(doubled.numpy(), model.encode(2.0 * ratings).numpy())

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_ratings
-from keras_autorec import evaluate, export, training
+from keras_autorec import evaluation, export, training
 from keras_autorec.data import sources
 from keras_autorec.data.layout import build_layout
 from keras_autorec.data.splits import RatingsSplit, SplitConfig
@@ -145,7 +145,7 @@ def test_a_baseline_from_another_test_split_is_re_evaluated_on_this_one(config):
   test = artifacts.read_split(examples.outputs["examples"].uri).test
   assert record["baseline"]["version_dir"] == first.pushed_version
   assert record["baseline"]["test_rmse"] == pytest.approx(
-      evaluate.evaluate_saved_model(first.pushed_version, test).rmse)
+      evaluation.evaluate_saved_model(first.pushed_version, test).rmse)
 
 
 def test_failed_component_stops_the_run_and_a_rerun_resumes_from_it(config, monkeypatch):
@@ -199,7 +199,7 @@ def test_top_k_items_matches_a_dense_ranking(split, item_based):
   scores[layout.train.to_dense() != 0] = -np.inf
   user_scores = scores.T if item_based else scores
   users = np.array([0, 3, 7])
-  top = components.top_k_items(model, layout, users, k=5, batch_size=7)
+  top = evaluation.top_k_items(model, layout, users, k=5, batch_size=7)
   expected = np.argsort(-user_scores[users], axis=1, kind="stable")[:, :5]
   np.testing.assert_array_equal(top, expected)
 

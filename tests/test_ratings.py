@@ -75,3 +75,18 @@ def test_many_duplicate_pairs_warn_naming_the_likely_cause(caplog):
 def test_out_of_scale_message_names_the_rating_scale_flag():
   with pytest.raises(ratings_lib.RatingsError, match=r"set --rating_scale=lowest,highest"):
     _from_raw(["a"], ["x"], [0])
+
+
+def test_pair_keys_are_equal_exactly_for_equal_pairs():
+  keys = ratings_lib.pair_keys(np.array([0, 0, 1, 2, 1]), np.array([2, 1, 0, 2, 0]), num_items=3)
+  np.testing.assert_array_equal(keys, [2, 1, 3, 8, 3])
+  assert keys.dtype == np.int64
+  # Large vocabularies must not overflow 32 bits: 70000 * 70000 > 2**31.
+  assert ratings_lib.pair_keys(np.array([69999], np.int32), np.array([1], np.int32),
+                               num_items=70000)[0] == 69999 * 70000 + 1
+
+
+def test_outside_rating_scale_flags_non_finite_and_out_of_range():
+  rating = np.array([1.0, 5.0, 0.5, 5.5, np.nan, np.inf, 3.0], np.float32)
+  np.testing.assert_array_equal(ratings_lib.outside_rating_scale(rating, (1.0, 5.0)),
+                                [False, False, True, True, True, True, False])

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_autorec.data.ratings import Ratings, RatingsError, from_raw
+from keras_autorec.data.ratings import Ratings, RatingsError, from_raw, outside_rating_scale
 
 # Lines are processed in chunks of about this many bytes so the per-field Python objects created
 # by `bytes.split` stay bounded (a 25M-line file would otherwise need several GB of them).
@@ -113,7 +113,8 @@ class RowChecks:
     self(~np.isfinite(rating), lambda row: f"rating {float(rating[row])} is not a finite number")
     if rating_scale is not None:
       low, high = rating_scale
-      self((rating < low) | (rating > high), lambda row: (
+      # Non-finite ratings are already recorded above, with their own message.
+      self(outside_rating_scale(rating, rating_scale), lambda row: (
           f"rating {float(rating[row])} is outside the rating scale [{low}, {high}]; if the "
           "data uses another scale, set --rating_scale=lowest,highest"))
 
@@ -279,10 +280,7 @@ def ratings_sharing_vocabulary(parts: Sequence[RawColumns],
 
 def shared_pairs(a: Ratings, b: Ratings) -> int:
   """Returns how many (user, item) pairs occur in both `a` and `b` (same vocabularies)."""
-  num_items = np.int64(max(a.num_items, 1))
-  pairs_a = a.user_index.astype(np.int64) * num_items + a.item_index
-  pairs_b = b.user_index.astype(np.int64) * num_items + b.item_index
-  return int(np.intersect1d(pairs_a, pairs_b).shape[0])
+  return int(np.intersect1d(a.pair_keys(), b.pair_keys()).shape[0])
 
 
 def _union(vocabularies: list[np.ndarray]) -> np.ndarray:

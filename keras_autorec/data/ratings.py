@@ -57,6 +57,10 @@ class Ratings:
   def num_items(self) -> int:
     return int(self.item_ids.shape[0])
 
+  def pair_keys(self) -> np.ndarray:
+    """One int64 key per rating's (user, item) pair (see `pair_keys`)."""
+    return pair_keys(self.user_index, self.item_index, self.num_items)
+
   def subset(self, positions: np.ndarray) -> "Ratings":
     """Returns the ratings at `positions`, keeping the full id vocabularies."""
     return dataclasses.replace(
@@ -77,13 +81,19 @@ class Ratings:
     return float(np.sqrt(np.mean(np.square(self.rating - self.expected_rating))))
 
 
+def outside_rating_scale(rating: np.ndarray, rating_scale: tuple[float, float]) -> np.ndarray:
+  """The mask of ratings that are not finite or lie outside [lowest, highest]."""
+  low, high = rating_scale
+  return ~np.isfinite(rating) | (rating < low) | (rating > high)
+
+
 def check_rating_scale(rating: np.ndarray, rating_scale: tuple[float, float], source: str,
                        line_numbers: np.ndarray | None = None) -> None:
   """Raises RatingsError naming the first rating outside `rating_scale` (and its line if known)."""
   low, high = rating_scale
   if not low < high:
     raise RatingsError(f"{source}: rating scale must have lowest < highest, got {rating_scale}")
-  bad = ~np.isfinite(rating) | (rating < low) | (rating > high)
+  bad = outside_rating_scale(rating, rating_scale)
   if bad.any():
     first = int(np.flatnonzero(bad)[0])
     where = f"{source}:{int(line_numbers[first])}" if line_numbers is not None else (
@@ -155,10 +165,15 @@ def _factorise(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return ids.astype(str), index
 
 
+def pair_keys(user_index: np.ndarray, item_index: np.ndarray, num_items: int) -> np.ndarray:
+  """One int64 key per (user, item) pair, user * num_items + item: equal keys, equal pairs."""
+  return user_index.astype(np.int64) * np.int64(max(num_items, 1)) + item_index.astype(np.int64)
+
+
 def latest_per_pair(user_index: np.ndarray, item_index: np.ndarray, timestamp: np.ndarray,
                     num_items: int) -> np.ndarray:
   """Returns sorted positions keeping, per (user, item) pair, the latest timestamp (last on ties)."""
-  pair = user_index.astype(np.int64) * num_items + item_index.astype(np.int64)
+  pair = pair_keys(user_index, item_index, num_items)
   position = np.arange(pair.shape[0], dtype=np.int64)
   # lexsort sorts by the last key first: by pair, then timestamp, then position.
   order = np.lexsort((position, timestamp, pair))
