@@ -32,6 +32,12 @@ class MaskedReconstructionLoss(keras.layers.Layer):
   count summed over replicas (see `AutoRec.compute_loss`).
   """
 
+  def __init__(self, **kwargs):
+    # float32 under mixed precision too: the loss of float16/bfloat16 outputs is summed exactly.
+    super().__init__(**{"dtype": "float32", **kwargs})
+    # No weights to create; built now, or Keras warns that the model holding it is unbuilt.
+    self.built = True
+
   def call(self, targets, predictions, mask) -> tuple[tf.Tensor, tf.Tensor]:
     predictions = ops.cast(predictions, "float32")
     squared = ops.square(targets - predictions) * mask

@@ -611,7 +611,8 @@ class TestRealExport:
     assert scores.shape == (3, REAL_EXPORT_K)
     top_item_ids, top_scores = real_client.recommend(["0"], k=2)
     assert top_item_ids.tolist() == [item_ids[0, :2].tolist()]
-    np.testing.assert_array_equal(top_scores, scores[:1, :2])
+    # A batch of one may take another matmul kernel than a batch of three: equal to rounding.
+    np.testing.assert_allclose(top_scores, scores[:1, :2], rtol=1e-6)
     _, _, ratings = real_client.recommend(["0", "7", "no-such-user"], with_ratings=True)
     np.testing.assert_array_equal(ratings, expected["ratings"])
     assert ratings.dtype == np.float32 and np.all((ratings >= 1.0) & (ratings <= 5.0))

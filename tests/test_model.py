@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -159,3 +161,10 @@ def test_encode_matches_the_model_layers():
   doubled = model_lib.encode(params, ratings, "elu",
                              first_product=lambda x, kernel: tf.matmul(2.0 * x, kernel))
   np.testing.assert_array_equal(doubled.numpy(), model.encode(2.0 * ratings).numpy())
+
+
+def test_building_the_model_warns_of_no_unbuilt_layer():
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    _model()
+  assert [str(warning.message) for warning in caught] == []
