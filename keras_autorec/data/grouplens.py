@@ -68,11 +68,7 @@ def load_movielens(dataset: str, data_dir: str, rating_scale: tuple[float, float
         "%s: read %d ratings, but the %s release has %d; the file is truncated or modified "
         "(download it again from %s)", columns.source, read, release.zip_name, release.num_ratings,
         release.url)
-  ratings = parsing.ratings_from_columns(columns, rating_scale)
-  logging.info("Loaded %s from %s: %d ratings, %d users, %d items, %d duplicates removed",
-               dataset, ratings.source, ratings.num_ratings, ratings.num_users, ratings.num_items,
-               ratings.duplicates_removed)
-  return ratings
+  return parsing.ratings_from_columns(columns, rating_scale)
 
 
 def load_ml100k_fold(data_dir: str, fold: str, rating_scale: tuple[float, float] | None = None,
