@@ -3,7 +3,7 @@
 On a shared machine the speed available to a process changes from minute to minute, so variants
 are only comparable when measured in the same process, one epoch of each in turn. The variants
 are `SparseTrainer`s sharing one model (I-AutoRec, k = --hidden, full-batch --optimizer): one per
---densities value (the decoder's GEMM/gather-dot split, `sparse.DENSE_COLUMN_DENSITY`; inf =
+--densities value (the decoder's GEMM/gather-dot split, `training.sparse.blocks.DENSE_COLUMN_DENSITY`; inf =
 gather-dots only), and with --baseline, the `SparseTrainer` of another copy of `sparse.py` (for
 example an earlier commit's), with its default settings:
 
@@ -12,7 +12,7 @@ example an earlier commit's), with its default settings:
       --baseline /tmp/sparse_before.py
 
 Every variant runs with the SpMM kernel the process chose: TensorFlow reads TF_ENABLE_ONEDNN_SPMM
-(which importing `keras_autorec.sparse` sets to 1 unless it is set) once, at the first graph with
+(which importing `keras_autorec.training.sparse.kernels` sets to 1 unless it is set) once, at the first graph with
 a SparseMatrixMatMul; so oneDNN's SpMM against Eigen's takes two runs, one with
 TF_ENABLE_ONEDNN_SPMM=0.
 
@@ -44,11 +44,11 @@ def main() -> None:
   import numpy as np
   import tensorflow as tf
 
-  from keras_autorec import sparse
   from keras_autorec.data import synthetic
   from keras_autorec.data.layout import build_layout
   from keras_autorec.model import AutoRec
   from keras_autorec.optimizers import make_optimizer
+  from keras_autorec.training.sparse import trainer as sparse
 
   train = build_layout(synthetic.generate(args.shape, seed=0), item_based=True).train
   keras.utils.set_random_seed(0)

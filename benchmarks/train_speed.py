@@ -3,7 +3,7 @@
 For each shape (ml1m, ml10m, netflix by default) it generates seeded synthetic ratings, lays them
 out as item rows over user columns, and times:
 
-  sparse  `keras_autorec.sparse.SparseTrainer` with --optimizer (default full-batch Rprop, the
+  sparse  `keras_autorec.training.sparse.trainer.SparseTrainer` with --optimizer (default full-batch Rprop, the
           paper's setting) over --row_batches row groups (one step each; 1 = full batch) for
           --sparse_epochs epochs after one warm-up step (tracing), reporting the median epoch;
           with --max_steps, only that many steps per epoch are timed and extrapolated.
@@ -72,7 +72,8 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
   import numpy as np
   import tensorflow as tf
 
-  from keras_autorec import sparse
+  from keras_autorec.training.sparse import blocks as sparse_blocks
+  from keras_autorec.training.sparse import trainer as sparse
   from keras_autorec.data import input as data_input
   from keras_autorec.data import synthetic
   from keras_autorec.data.layout import build_layout
@@ -99,7 +100,7 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
       model = AutoRec(num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
       model(tf.zeros((1, num_columns)))
       model.compile(optimizer=make_optimizer(args.optimizer, 1e-3))
-      density = sparse.DENSE_COLUMN_DENSITY if args.dense_density is None else args.dense_density
+      density = sparse_blocks.DENSE_COLUMN_DENSITY if args.dense_density is None else args.dense_density
       trainer = sparse.SparseTrainer(model, train, tf.distribute.get_strategy(), batch_size,
                                      compute_dtype=sparse.COMPUTE_DTYPES[compute],
                                      dense_density=density)
@@ -158,7 +159,7 @@ def machine_rates() -> dict:
   import numpy as np
   import tensorflow as tf
 
-  from keras_autorec import sparse
+  from keras_autorec.training.sparse import kernels as sparse
 
   source = np.ones(1 << 28, dtype=np.float32)  # 1 GB, far beyond the caches.
   target = np.empty_like(source)
@@ -177,7 +178,7 @@ def machine_rates() -> dict:
 
 
 def sparse_onednn_spmm_note(value: str | None) -> str:
-  """How the sparse path's SpMMs run, from TF_ENABLE_ONEDNN_SPMM as keras_autorec.sparse left it."""
+  """How the sparse path's SpMMs run, from TF_ENABLE_ONEDNN_SPMM as keras_autorec.training.sparse.kernels left it."""
   if (value or "").lower() in ("1", "true"):
     return "SpMM by oneDNN"
   return f"SpMM by Eigen (TF_ENABLE_ONEDNN_SPMM={value!r})"
@@ -231,7 +232,7 @@ def main() -> None:
                       help="sparse path: row groups per epoch, one optimizer step each")
   parser.add_argument("--dense_density", type=float,
                       help="sparse path: decoder GEMM for columns above this density (default "
-                           "keras_autorec.sparse.DENSE_COLUMN_DENSITY; inf: gather-dots only)")
+                           "keras_autorec.training.sparse.blocks.DENSE_COLUMN_DENSITY; inf: gather-dots only)")
   parser.add_argument("--max_steps", type=int,
                       help="sparse path: time this many steps per epoch and extrapolate")
   parser.add_argument("--allocator", choices=["pool", "system"], default="pool",

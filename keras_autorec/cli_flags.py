@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from keras_autorec import fallback, training
+from keras_autorec import fallback
+from keras_autorec.config import ModelConfig, TrainConfig
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, SplitConfig
 
@@ -121,13 +122,13 @@ def define_refit_flag() -> None:
 
 @_help_group("model")
 def define_model_flags() -> None:
-  """Flags of `training.ModelConfig`."""
+  """Flags of `ModelConfig`."""
   _define("enum", "model", "item", "I-AutoRec (item rows) or U-AutoRec (user rows).",
           enum_values=["item", "user"])
   _define("list", "hidden_units", ["500"], "Hidden layer sizes, e.g. 500 or 500,250,500.")
   _define("string", "encoder_activation", "sigmoid", "g: hidden activation.")
   _define("string", "decoder_activation", "identity", "f: output activation.")
-  _define("float", "l2_lambda", training.ModelConfig.l2_lambda, "The paper's lambda: L2 on "
+  _define("float", "l2_lambda", ModelConfig.l2_lambda, "The paper's lambda: L2 on "
           "kernels at l2_weight = lambda / (2 N) per rating for N training ratings (N at least "
           "50,000), so it suits data sets of different sizes (keras_autorec/losses.py).")
   _define("float", "l2_weight", None, "The per-rating L2 weight on kernels (the loss is the mean "
@@ -137,8 +138,8 @@ def define_model_flags() -> None:
 
 @_help_group("training")
 def define_train_flags() -> None:
-  """Flags of `training.TrainConfig`."""
-  defaults = training.TrainConfig
+  """Flags of `TrainConfig`."""
+  defaults = TrainConfig
   _define("string", "optimizer", defaults.optimizer, "rprop, lbfgs, adam, rmsprop or sgd.")
   _define("float", "learning_rate", defaults.learning_rate, "Step size (Rprop: initial step).")
   _define("integer", "epochs", defaults.epochs, "Most epochs.")
@@ -194,19 +195,19 @@ def split_config() -> SplitConfig:
                      train_file=FLAGS.train_file, test_file=FLAGS.test_file)
 
 
-def model_config() -> training.ModelConfig:
+def model_config() -> ModelConfig:
   """ModelConfig from the model flags."""
   if FLAGS["l2_lambda"].present and FLAGS.l2_weight is not None:
     raise app.UsageError("--l2_lambda and --l2_weight set the same penalty; pass one of them")
-  return training.ModelConfig(
+  return ModelConfig(
       item_based=FLAGS.model == "item", hidden_units=tuple(int(u) for u in FLAGS.hidden_units),
       encoder_activation=FLAGS.encoder_activation, decoder_activation=FLAGS.decoder_activation,
       l2_lambda=FLAGS.l2_lambda, l2_weight=FLAGS.l2_weight, input_dropout=FLAGS.input_dropout)
 
 
-def train_config() -> training.TrainConfig:
+def train_config() -> TrainConfig:
   """TrainConfig from the training flags."""
-  return training.TrainConfig(
+  return TrainConfig(
       optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
       batch_size=FLAGS.batch_size, patience=FLAGS.patience, min_delta=FLAGS.min_delta,
       mixed_precision=FLAGS.mixed_precision, strategy=FLAGS.strategy, model_dir=FLAGS.model_dir,

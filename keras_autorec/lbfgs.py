@@ -1,24 +1,18 @@
 """Full-batch L-BFGS (two-loop recursion, backtracking Armijo line search) over TF variables.
 
 The paper's authors trained AutoRec with full-batch L-BFGS or Rprop. This is a dependency-free
-L-BFGS: `LbfgsMinimizer` minimises any deterministic loss closure over a list of variables, and
-`fit_lbfgs` trains an AutoRec with it under the same early stopping on validation RMSE (best
-weights kept) as `keras_autorec.training.fit`.
+L-BFGS: `LbfgsMinimizer` minimises any deterministic loss closure over a list of variables
+(`keras_autorec.training.lbfgs` trains AutoRec with it, `baselines.biased_mf` BiasedMF).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_autorec import training
-from keras_autorec.data.layout import SparseRows, build_layout
-from keras_autorec.data.splits import RatingsSplit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,75 +135,3 @@ class LbfgsMinimizer:
   def gradient_norm(self) -> float:
     """Euclidean norm of the gradient at the current point."""
     return float(tf.norm(self._gradient))
-
-
-def minimize(loss_fn: Callable[[], tf.Tensor], variables: Sequence[tf.Variable],
-             max_iterations: int = 100, gradient_tolerance: float = 1e-8,
-             config: LbfgsConfig = LbfgsConfig()) -> list[float]:
-  """Runs L-BFGS until the gradient norm is below the tolerance; returns the loss per iteration."""
-  minimizer = LbfgsMinimizer(loss_fn, variables, config)
-  history = [float(minimizer.loss)]
-  for _ in range(max_iterations):
-    if minimizer.converged or minimizer.gradient_norm < gradient_tolerance:
-      break
-    history.append(minimizer.step())
-  return history
-
-
-def _dense(rows: SparseRows) -> tuple[tf.Tensor, tf.Tensor]:
-  dense = rows.to_dense()
-  mask = np.zeros_like(dense)
-  mask[rows.row_index(), rows.columns] = 1.0
-  return tf.constant(dense), tf.constant(mask)
-
-
-def fit_lbfgs(split: RatingsSplit, model_config: training.ModelConfig,
-              train_config: training.TrainConfig,
-              lbfgs_config: LbfgsConfig = LbfgsConfig()) -> training.TrainedModel:
-  """Trains AutoRec by full-batch L-BFGS, one iteration per epoch, early-stopping on validation."""
-  if model_config.input_dropout:
-    raise ValueError("optimizer 'lbfgs' needs a deterministic objective: set input_dropout=0")
-  if train_config.model_dir is not None or train_config.mixed_precision != "off":
-    raise ValueError("optimizer 'lbfgs' runs in float32 without checkpoints: leave model_dir "
-                     "unset and mixed_precision 'off'")
-  start = time.time()
-  keras.utils.set_random_seed(train_config.seed)
-  layout = build_layout(split.train, item_based=model_config.item_based)
-  model = training.build_model(model_config, layout)
-  inputs, mask = _dense(layout.train)
-  validation_targets, _ = layout.targets(split.validation)
-  validation_values, validation_mask = _dense(validation_targets)
-  low, high = layout.rating_scale
-
-  def loss_fn():
-    return model.compute_loss(y=inputs, y_pred=model(inputs, training=True), sample_weight=mask)
-
-  @tf.function
-  def validation_rmse():
-    predictions = tf.clip_by_value(model(inputs, training=False), low, high)
-    squared = tf.reduce_sum(tf.square(validation_values - predictions) * validation_mask)
-    return tf.sqrt(squared / tf.maximum(tf.reduce_sum(validation_mask), 1.0))
-
-  minimizer = LbfgsMinimizer(loss_fn, model.trainable_variables, lbfgs_config)
-  early_stopping = training.ResumableEarlyStopping(None, train_config.patience,
-                                                   min_delta=train_config.min_delta)
-  early_stopping.set_model(model)
-  model.stop_training = False
-  has_validation = validation_targets.nnz > 0
-  report = early_stopping.progress(train_config)
-  report.on_train_begin()
-  for epoch in range(train_config.epochs):
-    loss = minimizer.step()
-    logs = {"loss": loss}
-    if has_validation:
-      logs["val_rmse"] = float(validation_rmse())
-    early_stopping.on_epoch_end(epoch, logs)
-    report.on_epoch_end(epoch, logs)
-    if model.stop_training or minimizer.converged:
-      break
-  early_stopping.on_train_end()
-  report.on_train_end()
-  return training.TrainedModel(model=model, layout=layout, history=early_stopping.history,
-                               epochs_run=early_stopping.completed_epochs,
-                               best_epoch=early_stopping.best_epoch + 1,
-                               seconds=time.time() - start)

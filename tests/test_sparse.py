@@ -12,9 +12,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import num_logical_cpus
-from keras_autorec import sparse, training
+from keras_autorec import training
 from keras_autorec.data.layout import build_layout
 from keras_autorec.optimizers import make_optimizer
+from keras_autorec.training.sparse import blocks as sparse_blocks
+from keras_autorec.training.sparse import kernels
+from keras_autorec.training.sparse import trainer as sparse_trainer
+from keras_autorec.training.sparse.objective import l2_penalty, squared_error_and_gradients
 
 ML100K_FILE = "/work/shared/data/ml-100k/u.data"
 # Column densities that put no column, about half of them and every column in the decoder's
@@ -29,6 +33,20 @@ def dense_loss_and_gradients(model, rows):
   with tf.GradientTape() as tape:
     loss = model.compute_loss(y=ratings, y_pred=model(ratings), sample_weight=mask)
   return loss, tape.gradient(loss, model.trainable_variables)
+
+
+def sparse_loss_and_gradients(model, blocks: list[sparse_blocks.SparseBlock],
+                              compute_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, list]:
+  """The full objective over `blocks` (mean squared error + L2) and its gradients."""
+  count = tf.constant(float(sum(block.nnz for block in blocks)))
+  total, gradients = tf.constant(0.0), None
+  for block in blocks:
+    squared_error, block_gradients = squared_error_and_gradients(
+        model, block.structure(), count, 1.0 / len(blocks), compute_dtype)
+    total += squared_error
+    gradients = block_gradients if gradients is None else [
+        a + b for a, b in zip(gradients, block_gradients)]
+  return total / count + l2_penalty(model), gradients
 
 
 def relative_error(expected, actual) -> float:
@@ -54,13 +72,13 @@ def test_loss_and_gradients_match_dense(split, item_based, encoder, decoder, hid
   expected_loss, expected_gradients = dense_loss_and_gradients(model, layout.train)
   # Two uneven row blocks: block gradients must add up to the whole objective's.
   middle = layout.num_rows // 3
-  blocks = [sparse.make_block(layout.train, 0, middle, dense_density),
-            sparse.make_block(layout.train, middle, layout.num_rows, dense_density)]
+  blocks = [sparse_blocks.make_block(layout.train, 0, middle, dense_density),
+            sparse_blocks.make_block(layout.train, middle, layout.num_rows, dense_density)]
   for block in blocks:
     dense_pairs = int(np.isin(block.columns, block.dense_columns).sum())
     expected_dense = {ALL_SPARSE: [0], HYBRID: range(1, block.nnz), ALL_DENSE: [block.nnz]}
     assert dense_pairs in expected_dense[dense_density]
-  loss, gradients = sparse.sparse_loss_and_gradients(model, blocks)
+  loss, gradients = sparse_loss_and_gradients(model, blocks)
   assert float(model.losses[0]) > 0.01 * float(expected_loss)  # The L2 term is really tested.
   assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
   for variable, expected, actual in zip(model.trainable_variables, expected_gradients, gradients):
@@ -79,37 +97,37 @@ def test_hybrid_decoder_matches_gemm_and_gather_dot():
   expected = tf.gather_nd(tf.matmul(hidden, kernel), tf.stack([rows, columns], axis=1))
   for dense_columns in ([], np.arange(num_columns), rng.choice(num_columns, 20, replace=False)):
     dense_columns = tf.constant(np.sort(dense_columns), tf.int32)
-    dots = sparse._hybrid_dot(hidden, kernel, rows, columns, dense_columns, tf.float32, chunk=64)
+    dots = kernels.hybrid_dot(hidden, kernel, rows, columns, dense_columns, tf.float32, chunk=64)
     np.testing.assert_allclose(dots, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_dense_columns_are_those_above_the_density():
   columns = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4])
-  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 6, 0.2), [0, 2, 4])
-  assert sparse.dense_columns_of(columns, 10, 6, math.inf).size == 0
+  np.testing.assert_array_equal(sparse_blocks.dense_columns_of(columns, 10, 6, 0.2), [0, 2, 4])
+  assert sparse_blocks.dense_columns_of(columns, 10, 6, math.inf).size == 0
   # All columns when the GEMM of the rest costs less than their gather-dots and the split.
   columns = np.array([0] * 9 + [1] * 9 + [2])
-  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 3, 0.1), [0, 1, 2])
-  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 4, 0.1), [0, 1])
+  np.testing.assert_array_equal(sparse_blocks.dense_columns_of(columns, 10, 3, 0.1), [0, 1, 2])
+  np.testing.assert_array_equal(sparse_blocks.dense_columns_of(columns, 10, 4, 0.1), [0, 1])
 
 
 def test_many_columns_are_not_split(monkeypatch):
-  monkeypatch.setattr(sparse, "SPLIT_MAX_COLUMNS", 3)
+  monkeypatch.setattr(sparse_blocks, "SPLIT_MAX_COLUMNS", 3)
   columns = np.array([0] * 9 + [1] * 9 + [2])
-  np.testing.assert_array_equal(sparse.dense_columns_of(columns, 10, 4, 0.1), [0, 1, 2, 3])
-  assert sparse.dense_columns_of(columns, 10, 4, math.inf).size == 0
+  np.testing.assert_array_equal(sparse_blocks.dense_columns_of(columns, 10, 4, 0.1), [0, 1, 2, 3])
+  assert sparse_blocks.dense_columns_of(columns, 10, 4, math.inf).size == 0
 
 
 @pytest.mark.parametrize("batch_size", [0, 12])
 def test_cached_csr_matrices_give_the_same_steps(split, monkeypatch, batch_size):
   layout = build_layout(split.train)
   states = []
-  for cache_ratings in [0, sparse.CSR_CACHE_RATINGS]:
-    monkeypatch.setattr(sparse, "CSR_CACHE_RATINGS", cache_ratings)
+  for cache_ratings in [0, sparse_trainer.CSR_CACHE_RATINGS]:
+    monkeypatch.setattr(sparse_trainer, "CSR_CACHE_RATINGS", cache_ratings)
     keras.utils.set_random_seed(0)
     model = training.build_model(model_config(), layout)
     model.compile(optimizer=make_optimizer("adam", 0.01))
-    trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
+    trainer = sparse_trainer.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
                                    batch_size=batch_size, dense_density=HYBRID)
     # Without the cache, X^T and the residual's transpose come from SparseMatrixTranspose.
     assert all((block.csr is None) == (block.indices is None)
@@ -126,15 +144,15 @@ def float32_and_bfloat16_objectives(split, dense_density: float) -> tuple:
   layout = build_layout(split.train)
   tf.random.set_seed(0)
   model = training.build_model(model_config(), layout)
-  block = [sparse.make_block(layout.train, dense_density=dense_density)]
-  return (sparse.sparse_loss_and_gradients(model, block),
-          sparse.sparse_loss_and_gradients(model, block, tf.bfloat16))
+  block = [sparse_blocks.make_block(layout.train, dense_density=dense_density)]
+  return (sparse_loss_and_gradients(model, block),
+          sparse_loss_and_gradients(model, block, tf.bfloat16))
 
 
 # bfloat16 applies to the gather-dots, and to the GEMM where the CPU multiplies it natively.
 @pytest.mark.parametrize("dense_density, native", [(ALL_SPARSE, False), (ALL_DENSE, True)])
 def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, native):
-  monkeypatch.setattr(sparse, "native_matmul", lambda dtype: native or dtype == tf.float32)
+  monkeypatch.setattr(kernels, "native_matmul", lambda dtype: native or dtype == tf.float32)
   (loss32, gradients32), (loss16, gradients16) = float32_and_bfloat16_objectives(split,
                                                                                 dense_density)
   assert loss16.dtype == tf.float32
@@ -145,7 +163,7 @@ def test_bfloat16_is_within_noise_of_float32(split, monkeypatch, dense_density, 
 
 
 def test_bfloat16_gemm_stays_float32_without_native_bfloat16(split, monkeypatch):
-  monkeypatch.setattr(sparse, "native_matmul", lambda dtype: dtype == tf.float32)
+  monkeypatch.setattr(kernels, "native_matmul", lambda dtype: dtype == tf.float32)
   (loss32, _), (loss16, _) = float32_and_bfloat16_objectives(split, ALL_DENSE)
   assert float(loss16) == float(loss32)
 
@@ -192,7 +210,7 @@ def test_loss_scaled_steps_equal_unscaled_steps(split):
     keras.utils.set_random_seed(0)
     model = training.build_model(model_config(), layout)
     model.compile(optimizer=optimizer)
-    trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
+    trainer = sparse_trainer.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
                                    compute_dtype=tf.float16)
     trainer.run_epoch()
     weights.append(model.get_weights())
@@ -227,14 +245,14 @@ def test_minibatch_adam_trains_and_stops_early(split):
 
 
 def test_auto_execution_picks_sparse_for_large_matrices():
-  assert not sparse.use_sparse("auto", 1682, 943)  # ML-100K
-  assert sparse.use_sparse("auto", 3706, 6040)  # ML-1M
-  assert sparse.use_sparse("auto", 10_677, 69_878)
-  assert not sparse.use_sparse("auto", 10_677, 69_878, supported=False)
-  assert sparse.use_sparse("sparse", 10, 10)
-  assert not sparse.use_sparse("dense", 10_677, 69_878)
+  assert not sparse_trainer.use_sparse("auto", 1682, 943)  # ML-100K
+  assert sparse_trainer.use_sparse("auto", 3706, 6040)  # ML-1M
+  assert sparse_trainer.use_sparse("auto", 10_677, 69_878)
+  assert not sparse_trainer.use_sparse("auto", 10_677, 69_878, supported=False)
+  assert sparse_trainer.use_sparse("sparse", 10, 10)
+  assert not sparse_trainer.use_sparse("dense", 10_677, 69_878)
   with pytest.raises(ValueError):
-    sparse.use_sparse("fast", 10, 10)
+    sparse_trainer.use_sparse("fast", 10, 10)
 
 
 @pytest.mark.parametrize("model_overrides, train_overrides, reason", [
@@ -246,7 +264,7 @@ def test_auto_execution_picks_sparse_for_large_matrices():
 def test_unsupported_configurations_are_named(split, model_overrides, train_overrides, reason):
   config = model_config(**model_overrides)
   train_config = fit_configs("sparse", **train_overrides)
-  found = sparse.unsupported_reason(config, train_config)
+  found = sparse_trainer.unsupported_reason(config, train_config)
   if reason is None:
     assert found is None
     return
@@ -256,8 +274,8 @@ def test_unsupported_configurations_are_named(split, model_overrides, train_over
 
 
 def test_auto_execution_trains_unsupported_configurations_dense(split, monkeypatch):
-  monkeypatch.setattr(sparse, "AUTO_SPARSE_CELLS", 0)
-  monkeypatch.setattr(sparse, "fit_sparse", None)  # Would fail if called.
+  monkeypatch.setattr(sparse_trainer, "AUTO_SPARSE_CELLS", 0)
+  monkeypatch.setattr(sparse_trainer, "fit_sparse", None)  # Would fail if called.
   trained = training.fit(split, model_config(input_dropout=0.1), fit_configs("auto", epochs=2))
   assert trained.epochs_run == 2
 
@@ -293,8 +311,8 @@ def test_mirrored_strategy_gives_single_device_steps(split, batch_size, compute)
       if compute == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       model.compile(optimizer=optimizer)
-    trainer = sparse.SparseTrainer(model, layout.train, strategy, batch_size=batch_size,
-                                   compute_dtype=sparse.COMPUTE_DTYPES[compute])
+    trainer = sparse_trainer.SparseTrainer(model, layout.train, strategy, batch_size=batch_size,
+                                           compute_dtype=sparse_trainer.COMPUTE_DTYPES[compute])
     # Groups visit rows in the same order on both sides, so the steps are the same steps.
     losses.append([trainer.run_epoch() for _ in range(3)])
     weights.append(model.get_weights())
@@ -313,7 +331,7 @@ def _fused_and_keras_runs(split, optimizer: str, flag: str, epochs: int,
     keras.utils.set_random_seed(0)
     model = training.build_model(config or model_config(), layout)
     model.compile(optimizer=make_optimizer(optimizer, 0.01))
-    trainer = sparse.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
+    trainer = sparse_trainer.SparseTrainer(model, layout.train, tf.distribute.get_strategy(),
                                    **trainer_args)
     assert getattr(trainer, flag)
     setattr(trainer, flag, fused)

@@ -13,6 +13,7 @@ from keras_autorec import fallback, training
 from keras_autorec.data import input as data_input
 from keras_autorec.data import splits
 from keras_autorec.data.layout import build_layout
+from keras_autorec.optimizers import make_optimizer
 
 MODEL = training.ModelConfig(hidden_units=(16,), l2_weight=1e-4)
 
@@ -148,7 +149,7 @@ def test_restore_loads_checkpointed_weights(split, tmp_path, monkeypatch):
     training.fit(split, model_config, _config(epochs=6, model_dir=str(tmp_path)))
   layout = build_layout(split.train, item_based=True)
   model = training.build_model(model_config, layout)
-  model.compile(optimizer=training.make_optimizer("rprop", 0.01))
+  model.compile(optimizer=make_optimizer("rprop", 0.01))
   early_stopping = training.ResumableEarlyStopping(str(tmp_path), patience=100)
   assert early_stopping.restore(model) == 3
   for a, b in zip(model.get_weights(), _EpochRecorder.weights_at_crash):

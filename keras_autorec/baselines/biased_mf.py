@@ -20,7 +20,8 @@ import tensorflow as tf
 from keras_autorec import lbfgs
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit
-from keras_autorec.training import ResumableEarlyStopping
+from keras_autorec.training import loop
+from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
 OPTIMIZERS = ("lbfgs", "adam")
 
@@ -155,16 +156,11 @@ def fit(split: RatingsSplit, config: BiasedMFConfig) -> TrainedBiasedMF:
       return loss
 
   early_stopping = ResumableEarlyStopping(None, config.patience)
-  early_stopping.set_model(model)
   model.stop_training = False
-  for epoch in range(config.epochs):
-    logs = {"loss": float(step())}
-    if split.validation.num_ratings:
-      logs["val_rmse"] = float(validation_rmse())
-    early_stopping.on_epoch_end(epoch, logs)
-    if model.stop_training or (config.optimizer == "lbfgs" and minimizer.converged):
-      break
-  early_stopping.on_train_end()
+  loop.run_epochs(model, lambda: float(step()),
+                  (lambda: float(validation_rmse())) if split.validation.num_ratings else None,
+                  early_stopping, config.epochs,
+                  converged=(lambda: minimizer.converged) if config.optimizer == "lbfgs" else None)
   _zero_unseen(model, train)
   return TrainedBiasedMF(model=model, history=early_stopping.history,
                          epochs_run=early_stopping.completed_epochs,

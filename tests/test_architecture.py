@@ -1,0 +1,108 @@
+"""The package's imports go one way: no module imports, even inside a function, one that imports it."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / "keras_autorec"
+PACKAGE = PACKAGE_DIR.name
+
+
+def module_files(package_dir: pathlib.Path = PACKAGE_DIR) -> dict[str, pathlib.Path]:
+  """Dotted module name -> file, for every module of the package (a package is its __init__)."""
+  modules = {}
+  for path in sorted(package_dir.rglob("*.py")):
+    parts = path.relative_to(package_dir.parent).with_suffix("").parts
+    if parts[-1] == "__init__":
+      parts = parts[:-1]
+    modules[".".join(parts)] = path
+  return modules
+
+
+def imported_modules(name: str, path: pathlib.Path, modules: dict) -> set[str]:
+  """The package's modules that `name` imports anywhere in its code (also inside functions).
+
+  `from a.b import c` counts as importing module a.b.c when there is one, else a.b.
+  """
+  package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    if isinstance(node, ast.Import):
+      targets = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      if node.level:
+        base = package.split(".")[:len(package.split(".")) - node.level + 1]
+        source = ".".join(base + ([node.module] if node.module else []))
+      else:
+        source = node.module or ""
+      targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
+                 for alias in node.names]
+    else:
+      continue
+    for target in targets:
+      # `import a.b.c` where only a.b is a module (c an attribute) counts as a.b.
+      while target and target not in modules and "." in target:
+        target = target.rpartition(".")[0]
+      if target in modules and target != name:
+        found.add(target)
+  return found
+
+
+def import_graph(package_dir: pathlib.Path = PACKAGE_DIR) -> dict[str, set[str]]:
+  modules = module_files(package_dir)
+  return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+  """One import cycle as [a, b, ..., a], or None when the graph has none."""
+  state = {}  # name -> "open" while on the current path, "done" once fully explored.
+  path = []
+
+  def visit(name):
+    state[name] = "open"
+    path.append(name)
+    for target in sorted(graph[name]):
+      if state.get(target) == "open":
+        return path[path.index(target):] + [target]
+      if target not in state:
+        cycle = visit(target)
+        if cycle:
+          return cycle
+    path.pop()
+    state[name] = "done"
+    return None
+
+  for name in sorted(graph):
+    if name not in state:
+      cycle = visit(name)
+      if cycle:
+        return cycle
+  return None
+
+
+def test_the_package_has_no_import_cycle():
+  graph = import_graph()
+  assert len(graph) > 30  # Every module was found.
+  cycle = find_cycle(graph)
+  assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_imports_inside_functions_are_seen(tmp_path):
+  package = tmp_path / "pkg"
+  package.mkdir()
+  (package / "__init__.py").write_text("")
+  (package / "a.py").write_text("from pkg import b\n")
+  (package / "b.py").write_text("def f():\n  from pkg.a import thing\n  return thing\n")
+  (package / "c.py").write_text("from . import b\n")
+  graph = import_graph(package)
+  assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": {"pkg.b"}}
+  assert find_cycle(graph) in (["pkg.a", "pkg.b", "pkg.a"], ["pkg.b", "pkg.a", "pkg.b"])
+
+
+@pytest.mark.parametrize("graph", [{"a": {"b"}, "b": {"c"}, "c": set()},
+                                   {"a": {"b", "c"}, "b": {"c"}, "c": set()}])
+def test_one_way_imports_have_no_cycle(graph):
+  assert find_cycle(graph) is None
