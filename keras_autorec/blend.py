@@ -2,7 +2,7 @@
 
 A row with a handful of training ratings (an item for I-AutoRec) gives the encoder almost nothing
 to code, and AutoRec's prediction for it is poor, while mu + b_u + b_i with shrunk biases (fitted
-by alternating least squares, `keras_autorec.baselines.knn_baseline.als_biases`) is about as good
+by alternating least squares, `keras_autorec.biases.als_biases`) is about as good
 as anything from so little. So, for a pair whose row has n training ratings,
 
     rating = a + w(n) * (b - a),   a = AutoRec's clipped rating, b = clip(mu + b_u + b_i),
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_autorec import evaluation
-from keras_autorec.baselines.knn_baseline import als_biases
+from keras_autorec.biases import als_biases
 from keras_autorec.data.layout import RowLayout
 from keras_autorec.data.ratings import Ratings
 

@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from absl import app, flags
 
 from keras_autorec import fallback
-from keras_autorec.config import ModelConfig, TrainConfig
+from keras_autorec.config import (EXPORT_TOP_K, POPULARITY_WEIGHT, DataConfig, ExportConfig,
+                                  ModelConfig, SplitConfig, TrainConfig, default_export_dir)
 from keras_autorec.data import sources
-from keras_autorec.data.splits import ML100K_FOLDS, SplitConfig
+from keras_autorec.data.splits import ML100K_FOLDS
 
 FLAGS = flags.FLAGS
 HELP_ARGUMENTS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
@@ -68,7 +69,7 @@ def _define(kind: str, name: str, default, help_text: str, enum_values=None) -> 
 
 @_help_group("data")
 def define_data_flags() -> None:
-  """Flags of `sources.DataConfig`: which ratings to load and how to parse them."""
+  """Flags of `DataConfig`: which ratings to load and how to parse them."""
   _define("enum", "dataset", "ml100k", "Which ratings.", enum_values=list(sources.DATASETS))
   _define("string", "data_dir", None, "Folder holding the GroupLens or Netflix release (or its "
           "zip); without it MovieLens comes from tensorflow-datasets.")
@@ -88,7 +89,7 @@ def define_data_flags() -> None:
           "the first few.", enum_values=["error", "skip"])
   _define("string", "synthetic_shape", "ml100k", "--dataset=synthetic: ml100k, ml1m, ml10m or "
           "netflix.")
-  _define("float", "synthetic_noise_stddev", sources.DataConfig.synthetic_noise_stddev,
+  _define("float", "synthetic_noise_stddev", DataConfig.synthetic_noise_stddev,
           "--dataset=synthetic: sigma of the Gaussian noise.")
   _define("integer", "data_seed", 0, "--dataset=synthetic: seed of the generated ratings.")
 
@@ -171,14 +172,14 @@ def define_train_flags() -> None:
           "alone, as the paper.")
 
 
-def data_config() -> sources.DataConfig:
+def data_config() -> DataConfig:
   """DataConfig from the data flags."""
   scale = None
   if FLAGS.rating_scale:
     if len(FLAGS.rating_scale) != 2:
       raise app.UsageError("--rating_scale takes two numbers: lowest,highest")
     scale = (float(FLAGS.rating_scale[0]), float(FLAGS.rating_scale[1]))
-  return sources.DataConfig(
+  return DataConfig(
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
       ratings_file=FLAGS.ratings_file,
       delimiter="\t" if FLAGS.delimiter == "\\t" else FLAGS.delimiter, header=FLAGS.header,
@@ -213,6 +214,28 @@ def train_config() -> TrainConfig:
       mixed_precision=FLAGS.mixed_precision, strategy=FLAGS.strategy, model_dir=FLAGS.model_dir,
       seed=FLAGS.seed, fallback=FLAGS.fallback, default_rating=FLAGS.default_rating,
       verbose=FLAGS.verbose, execution=FLAGS.execution, blend=FLAGS.blend)
+
+
+@_help_group("export")
+def define_export_flags() -> None:
+  """Flags of `ExportConfig` (the ranking of the exported recommend signatures)."""
+  _define("integer", "export_top_k", EXPORT_TOP_K, "K of the exported recommend signatures.")
+  _define("float", "export_popularity_weight", POPULARITY_WEIGHT, "beta of the exported "
+          "recommendation score, predicted rating + beta * standardised log(1 + the item's "
+          "training ratings); 0 ranks by predicted rating alone.")
+
+
+def export_config(data: DataConfig, export_dir: str | None = None) -> ExportConfig:
+  """ExportConfig from the export flags, exporting to `export_dir`.
+
+  None exports to `config.default_export_dir` of `data`, so that different data never share a
+  served model.
+  """
+  if export_dir is None:
+    export_dir = default_export_dir(dataclasses.asdict(data))
+  return ExportConfig(export_dir=export_dir, top_k=FLAGS.export_top_k,
+                      default_rating=FLAGS.default_rating,
+                      popularity_weight=FLAGS.export_popularity_weight)
 
 
 def _flag_help(name: str) -> str:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_autorec.config import DEFAULT_RATING
 from keras_autorec.data import input as data_input
 from keras_autorec.fallback import RatingBiases
 from keras_autorec.data.layout import RowLayout
@@ -34,7 +35,7 @@ class RatingErrors:
 
 
 def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarray,
-                  default_rating: float = 3.0, batch_size: int = 256) -> np.ndarray:
+                  default_rating: float = DEFAULT_RATING, batch_size: int = 256) -> np.ndarray:
   """Clipped predictions at (row, column) layout positions; -1 positions get the default rating.
 
   The model sees only the training ratings of each row, whatever pairs are asked for.
@@ -60,7 +61,8 @@ def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarra
   return predictions
 
 
-def evaluate_ratings(model, layout: RowLayout, ratings: Ratings, default_rating: float = 3.0,
+def evaluate_ratings(model, layout: RowLayout, ratings: Ratings,
+                     default_rating: float = DEFAULT_RATING,
                      batch_size: int = 256, fallback: RatingBiases | None = None,
                      blend=None) -> RatingErrors:
   """RMSE and MAE of the model on held-out ratings.

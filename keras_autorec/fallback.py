@@ -22,6 +22,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_autorec.config import DEFAULT_RATING
 from keras_autorec.data.ratings import Ratings
 
 FALLBACKS = ("biases", "constant")
@@ -101,7 +102,8 @@ def constant(rating: float, train: Ratings) -> RatingBiases:
                       tuple(float(v) for v in train.rating_scale))
 
 
-def make_fallback(kind: str, train: Ratings, default_rating: float = 3.0) -> RatingBiases:
+def make_fallback(kind: str, train: Ratings,
+                  default_rating: float = DEFAULT_RATING) -> RatingBiases:
   """The fallback called `kind` (one of FALLBACKS) for a model trained on `train`."""
   if kind == "biases":
     return fit_biases(train)

@@ -17,8 +17,9 @@ import sys
 from absl import app, flags
 
 from keras_autorec import cli_flags, evaluation, export, training
-from keras_autorec.data import sources
-from keras_autorec.data.splits import SplitConfig, load_splits
+from keras_autorec.config import DataConfig, ExportConfig, SplitConfig, data_name
+from keras_autorec.data.splits import load_splits
+from keras_autorec.serving import publish
 
 FLAGS = flags.FLAGS
 SERVING_IMAGE = "tensorflow/serving:2.21.0"
@@ -26,45 +27,40 @@ SERVING_IMAGE = "tensorflow/serving:2.21.0"
 HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                cli_flags.define_repeats_flag(), cli_flags.define_model_flags(),
                cli_flags.define_train_flags(), cli_flags.define_refit_flag(),
-               cli_flags.HelpGroup("export", ("export_dir", "export_top_k",
-                                              "export_popularity_weight", "metrics_file"))]
+               cli_flags.HelpGroup("export", ("export_dir",)), cli_flags.define_export_flags(),
+               cli_flags.HelpGroup("export", ("metrics_file",))]
 flags.DEFINE_string("export_dir", None, "TF Serving model base path; each run adds a version "
                     "(the first repeat's model). Default: saved_models/<data>, <data> being the "
                     "dataset, the --ratings_file's name without extension for csv, or "
                     "synthetic_<shape>, so that different data never share a served model. "
                     "Empty to skip the export.")
-flags.DEFINE_integer("export_top_k", 100, "K of the exported recommend signatures.")
-flags.DEFINE_float("export_popularity_weight", export.ExportConfig.popularity_weight,
-                   "beta of the exported recommendation score, predicted rating + beta * "
-                   "standardised log(1 + the item's training ratings); 0 ranks by predicted "
-                   "rating alone.")
 flags.DEFINE_string("metrics_file", None, "Where to write the metrics as JSON.")
 
 
-def _previous_data(export_dir: str, data_config: sources.DataConfig) -> str:
+def _previous_data(export_dir: str, data_config: DataConfig) -> str:
   """' (version N was trained on X)' when the newest version holds other data, else ''.
 
-  Data are the same when their names (`export.data_name`) and ratings files are: another copy of
+  Data are the same when their names (`config.data_name`) and ratings files are: another copy of
   the same release (a different --data_dir) serves the same ids.
   """
-  versions = export.existing_versions(export_dir)
+  versions = publish.existing_versions(export_dir)
   if not versions:
     return ""
   previous = export.version_metadata(os.path.join(export_dir, str(versions[-1]))).get("data")
   if not previous:
     return f" (version {versions[-1]} records no data)"
   current = dataclasses.asdict(data_config)
-  name = export.data_name(previous)
-  if name == export.data_name(current):
+  name = data_name(previous)
+  if name == data_name(current):
     if previous.get("ratings_file") == current.get("ratings_file"):
       return ""
     name += f" ({previous.get('ratings_file')})"
   return f" (version {versions[-1]} was trained on {name})"
 
 
-def run(data_config: sources.DataConfig, split_config: SplitConfig,
+def run(data_config: DataConfig, split_config: SplitConfig,
         model_config: training.ModelConfig, train_config: training.TrainConfig,
-        repeats: int = 1, export_config: export.ExportConfig | None = None,
+        repeats: int = 1, export_config: ExportConfig | None = None,
         refit: bool = True) -> dict:
   """Trains `repeats` times with consecutive seeds, exports the first model, returns metrics.
 
@@ -159,15 +155,11 @@ def configure_logging() -> None:
         lambda record: record.levelno >= logging.WARNING)
 
 
-def export_config_from_flags(data_config: sources.DataConfig) -> export.ExportConfig | None:
+def export_config_from_flags(data_config: DataConfig) -> ExportConfig | None:
   """The export flags' ExportConfig (default base path per data set); None for an empty one."""
-  export_dir = (export.default_export_dir(dataclasses.asdict(data_config))
-                if FLAGS.export_dir is None else FLAGS.export_dir)
-  if not export_dir:
+  if FLAGS.export_dir == "":
     return None
-  return export.ExportConfig(export_dir=export_dir, top_k=FLAGS.export_top_k,
-                             default_rating=FLAGS.default_rating,
-                             popularity_weight=FLAGS.export_popularity_weight)
+  return cli_flags.export_config(data_config, FLAGS.export_dir)
 
 
 def print_summary(summary: dict, metrics_file: str | None) -> None:

@@ -21,8 +21,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_autorec import evaluation, export, training  # noqa: E402
+from keras_autorec.config import DEFAULT_RATING, ExportConfig  # noqa: E402
 from keras_autorec.data import sources  # noqa: E402
-from keras_autorec.data.layout import RowLayout, build_layout  # noqa: E402
+from keras_autorec.data.layout import build_layout  # noqa: E402
 from keras_autorec.data.ratings import Ratings, outside_rating_scale  # noqa: E402
 from keras_autorec.data.splits import RatingsSplit, SplitConfig, load_splits  # noqa: E402
 from keras_autorec.serving import publish  # noqa: E402
@@ -257,17 +258,6 @@ def load_model(model: Artifact) -> keras.Model:
   return keras.saving.load_model(os.path.join(model.uri, MODEL_FILE), compile=False)
 
 
-def _check_same_layout(trained: RowLayout, expected: RowLayout) -> None:
-  # training.fit builds its own layout from the training split; it must be the Transform's, which
-  # the Evaluator and Pusher use to map ids to the model's rows and columns.
-  same = (trained.item_based == expected.item_based
-          and np.array_equal(trained.row_ids, expected.row_ids)
-          and np.array_equal(trained.column_ids, expected.column_ids))
-  if not same:
-    raise ValueError("the Trainer's row layout differs from the Transform's; is the model's "
-                     "item_based setting the one the Transform used?")
-
-
 def _plot_curves(history: dict[str, list[float]], path: str) -> None:
   figure, axis = plt.subplots(figsize=(6, 3.5))
   for key in ("rmse", "val_rmse"):
@@ -296,12 +286,13 @@ def write_training_outputs(trained: training.TrainedModel, validation: Ratings, 
 
 def trainer(examples: Artifact, transform_graph: Artifact, config: TrainerConfig,
             output_dir: str) -> dict[str, Artifact]:
-  """Fits AutoRec with `training.fit`; writes the model, training curves and metrics."""
+  """Fits AutoRec with `training.fit` on the Transform's layout; writes model, curves, metrics."""
   if config.model.item_based != transform_graph.properties["item_based"]:
     raise ValueError("ModelConfig.item_based must match the Transform's layout orientation")
   split = artifacts.read_split(examples.uri)
-  trained = training.fit(split, config.model, config.train)
-  _check_same_layout(trained.layout, artifacts.read_layout(transform_graph.uri))
+  # Trained on the Transform's layout, which the Evaluator and Pusher map ids with.
+  trained = training.fit(split, config.model, config.train,
+                         layout=artifacts.read_layout(transform_graph.uri))
   uri = _subdirectory(output_dir, "model")
   metrics = write_training_outputs(trained, split.validation, uri, config.train.default_rating)
   logging.info("Trainer: validation RMSE %.4f after %d epochs (best %d) in %.1f s",
@@ -327,7 +318,7 @@ class EvaluatorConfig:
 
   rmse_threshold: float = 1.0
   change_threshold: float = 0.01
-  default_rating: float = 3.0
+  default_rating: float = DEFAULT_RATING
   top_k: int = 10
   relevant_rating: float = 4.0
 
@@ -434,11 +425,13 @@ def evaluator(examples: Artifact, transform_graph: Artifact, model: Artifact,
 
 @dataclasses.dataclass(frozen=True)
 class PusherConfig:
-  """Where blessed models go (a TF Serving model base path) and how they are exported."""
+  """How blessed models are exported; `export.export_dir` is the TF Serving model base path."""
 
-  serving_model_dir: str = "saved_models/autorec"
-  top_k: int = 100
-  default_rating: float = 3.0
+  export: ExportConfig = ExportConfig()
+
+  @property
+  def serving_model_dir(self) -> str:
+    return self.export.export_dir
 
 
 def pusher(examples: Artifact, transform_graph: Artifact, model: Artifact, blessing: Artifact,
@@ -458,8 +451,7 @@ def pusher(examples: Artifact, transform_graph: Artifact, model: Artifact, bless
     evaluation_metrics = artifacts.read_json(os.path.join(blessing.uri, "blessing.json"))
     version_dir = export.export_model(
         load_model(model), artifacts.read_layout(transform_graph.uri),
-        export.ExportConfig(export_dir=config.serving_model_dir, top_k=config.top_k,
-                            default_rating=config.default_rating),
+        config.export,
         metadata={**(metadata or {}), "metrics": {**evaluation_metrics["metrics"],
                                                   **model.properties},
                   "pipeline": {"model_fingerprint": model.fingerprint,

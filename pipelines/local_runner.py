@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-from keras_autorec import cli_flags, export
+from keras_autorec import cli_flags
 from pipelines import components, pipeline
 
 FLAGS = flags.FLAGS
@@ -28,7 +28,7 @@ HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                cli_flags.define_model_flags(), cli_flags.define_train_flags(),
                cli_flags.HelpGroup("pipeline", (
                    "pipeline_root", "serving_model_dir", "rmse_threshold", "change_threshold",
-                   "max_empty_row_fraction", "export_top_k", "no_cache"))]
+                   "max_empty_row_fraction", "no_cache")), cli_flags.define_export_flags()]
 flags.DEFINE_string("pipeline_root", "pipeline_root", "Where component outputs, the cache and "
                     "run manifests (runs/<run id>.json) go.")
 flags.DEFINE_string("serving_model_dir", None, "TF Serving model base path the Pusher adds "
@@ -40,7 +40,6 @@ flags.DEFINE_float("change_threshold", components.EvaluatorConfig.change_thresho
                    "Bless only if the test RMSE exceeds the pushed model's by at most this.")
 flags.DEFINE_float("max_empty_row_fraction", components.ValidatorConfig.max_empty_row_fraction,
                    "Largest share of rows (items for I-AutoRec) allowed no training rating.")
-flags.DEFINE_integer("export_top_k", 100, "K of the pushed model's recommend signatures.")
 flags.DEFINE_boolean("no_cache", False, "Rerun every component even if its inputs and "
                      "parameters are unchanged.")
 
@@ -59,10 +58,8 @@ def config_from_flags() -> pipeline.PipelineConfig:
       evaluator=components.EvaluatorConfig(rmse_threshold=FLAGS.rmse_threshold,
                                            change_threshold=FLAGS.change_threshold,
                                            default_rating=FLAGS.default_rating),
-      pusher=components.PusherConfig(serving_model_dir=FLAGS.serving_model_dir
-                                     or export.default_export_dir(dataclasses.asdict(data_config)),
-                                     top_k=FLAGS.export_top_k,
-                                     default_rating=FLAGS.default_rating),
+      pusher=components.PusherConfig(
+          export=cli_flags.export_config(data_config, FLAGS.serving_model_dir or None)),
       enable_cache=not FLAGS.no_cache)
 
 

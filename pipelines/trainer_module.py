@@ -30,12 +30,12 @@ import tensorflow as tf
 
 from keras_autorec import export, training
 from keras_autorec.data import parsing
+from keras_autorec.data.ratings import DEFAULT_RATING_SCALE
 from keras_autorec.data.splits import RatingsSplit
 from keras_autorec.serving import publish
 from pipelines import components
 
 DEFAULT_FEATURES = {"user": "user_id", "item": "item_id", "rating": "rating"}
-DEFAULT_RATING_SCALE = (1.0, 5.0)
 
 
 def _first_value(feature: tf.train.Feature):

@@ -1,4 +1,4 @@
-"""The package's imports go one way: no module imports, even inside a function, one that imports it."""
+"""The package's imports go one way: no module imports (even in a function) one that imports it."""
 
 from __future__ import annotations
 

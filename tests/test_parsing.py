@@ -12,9 +12,23 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from keras_autorec.data import parsing
-from keras_autorec.data.ratings import RatingsError
+from keras_autorec.data.ratings import Ratings, RatingsError
 
 ML1M_TEXT = "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n10::3::1::5\n"
+
+
+def parse_ratings_file(path: str, delimiter: str, rating_scale: tuple[float, float], *,
+                       member: str | None = None, header: bool = False,
+                       user_column: parsing.Column = 0, item_column: parsing.Column = 1,
+                       rating_column: parsing.Column = 2,
+                       timestamp_column: parsing.Column | None = None,
+                       num_fields: int | None = None, on_bad_lines: str = "error") -> Ratings:
+  """A delimited ratings file (or zip `member`) as Ratings, as the loaders read theirs."""
+  columns = parsing.read_columns(
+      path, delimiter, member=member, header=header, user_column=user_column,
+      item_column=item_column, rating_column=rating_column, timestamp_column=timestamp_column,
+      num_fields=num_fields, rating_scale=rating_scale, on_bad_lines=on_bad_lines)
+  return parsing.ratings_from_columns(columns, rating_scale)
 
 
 def _write(tmp_path, name, text):
@@ -25,7 +39,7 @@ def _write(tmp_path, name, text):
 
 def test_double_colon_file_exact_values(tmp_path):
   path = _write(tmp_path, "ratings.dat", ML1M_TEXT)
-  ratings = parsing.parse_ratings_file(path, "::", (1, 5), timestamp_column=3)
+  ratings = parse_ratings_file(path, "::", (1, 5), timestamp_column=3)
   # Ids are opaque strings, so "10" sorts before "2".
   np.testing.assert_array_equal(ratings.user_ids, ["1", "10", "2"])
   np.testing.assert_array_equal(ratings.item_ids, ["1193", "3", "661"])
@@ -40,7 +54,7 @@ def test_double_colon_file_exact_values(tmp_path):
 @pytest.mark.parametrize("delimiter", ["\t", ",", "|", "::", "<->"])
 def test_delimiters_give_same_ratings(tmp_path, delimiter):
   path = _write(tmp_path, "r.txt", ML1M_TEXT.replace("::", delimiter))
-  ratings = parsing.parse_ratings_file(path, delimiter, (1, 5), timestamp_column=3)
+  ratings = parse_ratings_file(path, delimiter, (1, 5), timestamp_column=3)
   np.testing.assert_array_equal(ratings.rating, [5, 3, 4, 1])
   np.testing.assert_array_equal(ratings.user_ids, ["1", "10", "2"])
   np.testing.assert_array_equal(ratings.timestamp, [978300760, 978302109, 978298413, 5])
@@ -49,7 +63,7 @@ def test_delimiters_give_same_ratings(tmp_path, delimiter):
 def test_header_columns_by_name_and_half_stars(tmp_path):
   text = "timestamp,movieId,userId,rating\n100,m1,u1,4.5\n200,m2,u1,0.5\n"
   path = _write(tmp_path, "ratings.csv", text)
-  ratings = parsing.parse_ratings_file(path, ",", (0.5, 5), header=True, user_column="userId",
+  ratings = parse_ratings_file(path, ",", (0.5, 5), header=True, user_column="userId",
                                        item_column="movieId", rating_column="rating",
                                        timestamp_column="timestamp")
   np.testing.assert_array_equal(ratings.user_ids, ["u1"])
@@ -60,7 +74,7 @@ def test_header_columns_by_name_and_half_stars(tmp_path):
 
 def test_header_columns_by_position_string(tmp_path):
   path = _write(tmp_path, "r.csv", "a,b,c\nx,y,3\n")
-  ratings = parsing.parse_ratings_file(path, ",", (1, 5), header=True, user_column="0",
+  ratings = parse_ratings_file(path, ",", (1, 5), header=True, user_column="0",
                                        item_column="1", rating_column="2")
   np.testing.assert_array_equal(ratings.user_ids, ["x"])
   np.testing.assert_array_equal(ratings.timestamp, [0])
@@ -68,7 +82,7 @@ def test_header_columns_by_position_string(tmp_path):
 
 def test_duplicates_keep_latest(tmp_path):
   text = "1\t5\t2\t300\n1\t5\t4\t100\n2\t5\t3\t1\n1\t5\t1\t200\n"
-  ratings = parsing.parse_ratings_file(_write(tmp_path, "u.data", text), "\t", (1, 5),
+  ratings = parse_ratings_file(_write(tmp_path, "u.data", text), "\t", (1, 5),
                                        timestamp_column=3)
   assert ratings.duplicates_removed == 2
   assert ratings.num_ratings == 2
@@ -79,33 +93,33 @@ def test_wrong_field_count_names_file_and_line(tmp_path):
   lines = ["1::2::3::4"] * 16 + ["1::2::3"] + ["1::2::3::4"]
   path = _write(tmp_path, "ratings.dat", "\n".join(lines) + "\n")
   with pytest.raises(RatingsError) as error:
-    parsing.parse_ratings_file(path, "::", (1, 5), num_fields=4)
+    parse_ratings_file(path, "::", (1, 5), num_fields=4)
   assert str(error.value) == f"{path}:17: expected 4 fields separated by '::', got 3"
 
 
 def test_first_line_fixes_field_count_when_not_given(tmp_path):
   path = _write(tmp_path, "r.csv", "1,2,3\n1,2,3,4\n")
   with pytest.raises(RatingsError, match=r"r\.csv:2: expected 3 fields separated by ',', got 4"):
-    parsing.parse_ratings_file(path, ",", (1, 5))
+    parse_ratings_file(path, ",", (1, 5))
 
 
 def test_header_line_counts_in_line_numbers(tmp_path):
   path = _write(tmp_path, "r.csv", "u,i,r\n1,2,3\n1,2\n")
   with pytest.raises(RatingsError, match=r"r\.csv:3: expected 3 fields"):
-    parsing.parse_ratings_file(path, ",", (1, 5), header=True)
+    parse_ratings_file(path, ",", (1, 5), header=True)
 
 
 def test_blank_line_in_middle_is_error_but_trailing_newlines_are_fine(tmp_path):
-  ok = parsing.parse_ratings_file(_write(tmp_path, "ok.tsv", "1\t2\t3\n4\t5\t1\n\n\n"), "\t",
+  ok = parse_ratings_file(_write(tmp_path, "ok.tsv", "1\t2\t3\n4\t5\t1\n\n\n"), "\t",
                                   (1, 5))
   assert ok.num_ratings == 2
   path = _write(tmp_path, "bad.tsv", "1\t2\t3\n\n4\t5\t1\n")
   with pytest.raises(RatingsError, match=r"bad\.tsv:2: blank line; expected 3 fields"):
-    parsing.parse_ratings_file(path, "\t", (1, 5))
+    parse_ratings_file(path, "\t", (1, 5))
 
 
 def test_crlf_line_endings(tmp_path):
-  ratings = parsing.parse_ratings_file(_write(tmp_path, "r.csv", b"1,2,3\r\n1,3,4\r\n"), ",",
+  ratings = parse_ratings_file(_write(tmp_path, "r.csv", b"1,2,3\r\n1,3,4\r\n"), ",",
                                        (1, 5))
   np.testing.assert_array_equal(ratings.item_ids, ["2", "3"])
   np.testing.assert_array_equal(ratings.rating, [3, 4])
@@ -114,7 +128,7 @@ def test_crlf_line_endings(tmp_path):
 def test_non_numeric_rating_names_line(tmp_path):
   path = _write(tmp_path, "r.csv", "1,2,3\n1,3,4\n2,2,four\n")
   with pytest.raises(RatingsError) as error:
-    parsing.parse_ratings_file(path, ",", (1, 5))
+    parse_ratings_file(path, ",", (1, 5))
   assert str(error.value) == (f"{path}:3: expected a number for the rating in field 3, "
                               f"got 'four'")
 
@@ -123,43 +137,43 @@ def test_non_integer_timestamp_names_line(tmp_path):
   path = _write(tmp_path, "r.dat", "1::2::3::10\n1::3::4::1.5\n")
   with pytest.raises(RatingsError, match=r"r\.dat:2: expected an integer for the timestamp in "
                      r"field 4, got '1\.5'"):
-    parsing.parse_ratings_file(path, "::", (1, 5), timestamp_column=3)
+    parse_ratings_file(path, "::", (1, 5), timestamp_column=3)
 
 
 def test_out_of_scale_rating_names_line(tmp_path):
   path = _write(tmp_path, "r.csv", "u,i,r\n1,2,3\n1,3,4\n2,2,6\n")
   with pytest.raises(RatingsError, match=r"r\.csv:4: rating .*6\.0.* is outside the rating scale"):
-    parsing.parse_ratings_file(path, ",", (1, 5), header=True)
+    parse_ratings_file(path, ",", (1, 5), header=True)
 
 
 def test_empty_id_names_line(tmp_path):
   path = _write(tmp_path, "r.csv", "1,2,3\n,3,4\n")
   with pytest.raises(RatingsError, match=r"r\.csv:2: empty user id in field 1"):
-    parsing.parse_ratings_file(path, ",", (1, 5))
+    parse_ratings_file(path, ",", (1, 5))
 
 
 def test_unknown_column_name_lists_header(tmp_path):
   path = _write(tmp_path, "r.csv", "userId,movieId,rating\n1,2,3\n")
   with pytest.raises(RatingsError, match=r"no item column named 'itemId'.*movieId"):
-    parsing.parse_ratings_file(path, ",", (1, 5), header=True, user_column="userId",
+    parse_ratings_file(path, ",", (1, 5), header=True, user_column="userId",
                                item_column="itemId", rating_column="rating")
 
 
 def test_column_position_out_of_range(tmp_path):
   path = _write(tmp_path, "r.csv", "1,2,3\n")
   with pytest.raises(RatingsError, match=r"timestamp column 3 is out of range"):
-    parsing.parse_ratings_file(path, ",", (1, 5), timestamp_column=3)
+    parse_ratings_file(path, ",", (1, 5), timestamp_column=3)
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "u,i,r\n"])
 def test_empty_input_is_error(tmp_path, text):
   with pytest.raises(RatingsError, match="no ratings found"):
-    parsing.parse_ratings_file(_write(tmp_path, "r.csv", text), ",", (1, 5), header=True)
+    parse_ratings_file(_write(tmp_path, "r.csv", text), ",", (1, 5), header=True)
 
 
 def test_non_ascii_ids_are_kept(tmp_path):
   path = _write(tmp_path, "r.csv", "josé,café,4\nzoë,café,5\n")
-  ratings = parsing.parse_ratings_file(path, ",", (1, 5))
+  ratings = parse_ratings_file(path, ",", (1, 5))
   np.testing.assert_array_equal(ratings.user_ids, ["josé", "zoë"])
   np.testing.assert_array_equal(ratings.item_ids, ["café"])
 
@@ -167,7 +181,7 @@ def test_non_ascii_ids_are_kept(tmp_path):
 def test_invalid_utf8_names_line(tmp_path):
   path = _write(tmp_path, "r.csv", b"a,b,1\nc,\xff,2\n")
   with pytest.raises(RatingsError, match=r"r\.csv:2: not valid UTF-8"):
-    parsing.parse_ratings_file(path, ",", (1, 5))
+    parse_ratings_file(path, ",", (1, 5))
 
 
 def test_chunked_parse_matches_and_keeps_line_numbers(tmp_path, monkeypatch):
@@ -192,8 +206,8 @@ def test_zip_member_matches_file(tmp_path):
   archive = tmp_path / "ml-1m.zip"
   with zipfile.ZipFile(archive, "w") as z:
     z.write(path, "ml-1m/ratings.dat")
-  from_file = parsing.parse_ratings_file(path, "::", (1, 5), timestamp_column=3)
-  from_zip = parsing.parse_ratings_file(str(archive), "::", (1, 5), member="ml-1m/ratings.dat",
+  from_file = parse_ratings_file(path, "::", (1, 5), timestamp_column=3)
+  from_zip = parse_ratings_file(str(archive), "::", (1, 5), member="ml-1m/ratings.dat",
                                         timestamp_column=3)
   for field in ("user_index", "item_index", "rating", "timestamp", "user_ids", "item_ids"):
     np.testing.assert_array_equal(getattr(from_file, field), getattr(from_zip, field))
@@ -230,7 +244,7 @@ ML100K_LINES = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t8788
 def test_headerless_file_read_with_header_is_an_error_suggesting_noheader(tmp_path):
   path = _write(tmp_path, "u1.base", ML100K_LINES)
   with pytest.raises(RatingsError) as error:
-    parsing.parse_ratings_file(path, "\t", (1, 5), header=True, user_column="0", item_column="1",
+    parse_ratings_file(path, "\t", (1, 5), header=True, user_column="0", item_column="1",
                                rating_column="2")
   assert str(error.value).startswith(f"{path}:1: expected a header line")
   assert "rating field is the number '3'" in str(error.value)
@@ -240,7 +254,7 @@ def test_headerless_file_read_with_header_is_an_error_suggesting_noheader(tmp_pa
 def test_column_positions_mean_positions_even_when_header_names_are_digits(tmp_path):
   # Two header names are digits in another order: "1" must still be the second field.
   path = _write(tmp_path, "r.csv", "1,0,rating\nu,i,4\n")
-  ratings = parsing.parse_ratings_file(path, ",", (1, 5), header=True, user_column="0",
+  ratings = parse_ratings_file(path, ",", (1, 5), header=True, user_column="0",
                                        item_column="1", rating_column="2")
   np.testing.assert_array_equal(ratings.user_ids, ["u"])
   np.testing.assert_array_equal(ratings.item_ids, ["i"])
@@ -251,7 +265,7 @@ def test_overlong_line_is_an_error_naming_file_and_line(tmp_path):
   long_line = "x" * (parsing.MAX_LINE_BYTES + 1) + ",8,5"
   path = _write(tmp_path, "r.csv", f"1,2,3\n{long_line}\n3,4,5\n")
   with pytest.raises(RatingsError) as error:
-    parsing.parse_ratings_file(path, ",", (1, 5))
+    parse_ratings_file(path, ",", (1, 5))
   assert str(error.value) == (f"{path}:2: line is {len(long_line)} bytes long; the limit is "
                               f"{parsing.MAX_LINE_BYTES} bytes")
   skipped = parsing.read_columns(path, ",", rating_scale=(1, 5), on_bad_lines="skip")
@@ -262,12 +276,12 @@ def test_overlong_field_is_an_error_naming_file_line_and_field(tmp_path):
   long_id = "y" * (parsing.MAX_FIELD_CHARS + 1)
   path = _write(tmp_path, "r.csv", f"1,2,3\n1,{long_id},5\n")
   with pytest.raises(RatingsError) as error:
-    parsing.parse_ratings_file(path, ",", (1, 5))
+    parse_ratings_file(path, ",", (1, 5))
   assert str(error.value) == (f"{path}:2: field 2 is {parsing.MAX_FIELD_CHARS + 1} characters "
                               f"long; the limit is {parsing.MAX_FIELD_CHARS}")
   # A long field in a column that is not read is fine (up to the line limit).
   comment = "z" * 10_000
-  ratings = parsing.parse_ratings_file(_write(tmp_path, "c.csv", f"1,2,3,{comment}\n"), ",",
+  ratings = parse_ratings_file(_write(tmp_path, "c.csv", f"1,2,3,{comment}\n"), ",",
                                        (1, 5))
   assert ratings.num_ratings == 1
 
@@ -276,7 +290,7 @@ def test_overlong_field_is_an_error_naming_file_line_and_field(tmp_path):
 def test_utf8_bom_is_stripped(tmp_path, header):
   text = ("userId,movieId,rating\n" if header else "") + "196,242,3\n"
   path = _write(tmp_path, "r.csv", b"\xef\xbb\xbf" + text.encode())
-  ratings = parsing.parse_ratings_file(path, ",", (1, 5), header=header, user_column="0",
+  ratings = parse_ratings_file(path, ",", (1, 5), header=header, user_column="0",
                                        item_column="movieId" if header else "1")
   np.testing.assert_array_equal(ratings.user_ids, ["196"])
   np.testing.assert_array_equal(ratings.item_ids, ["242"])
@@ -284,11 +298,11 @@ def test_utf8_bom_is_stripped(tmp_path, header):
 
 def test_cr_only_line_endings_are_read(tmp_path):
   path = _write(tmp_path, "r.csv", b"userId,movieId,rating\r1,2,3\r1,3,4\r")
-  ratings = parsing.parse_ratings_file(path, ",", (1, 5), header=True)
+  ratings = parse_ratings_file(path, ",", (1, 5), header=True)
   np.testing.assert_array_equal(ratings.item_ids, ["2", "3"])
   np.testing.assert_array_equal(ratings.rating, [3, 4])
   with pytest.raises(RatingsError, match=r"r\.csv:3: expected a number for the rating"):
-    parsing.parse_ratings_file(_write(tmp_path, "r.csv", b"u,i,r\r1,2,3\r1,3,x\r"), ",", (1, 5),
+    parse_ratings_file(_write(tmp_path, "r.csv", b"u,i,r\r1,2,3\r1,3,x\r"), ",", (1, 5),
                                header=True)
 
 
@@ -309,7 +323,7 @@ def _lines_with_bad_ones(bad: dict[int, str], count: int = 250) -> str:
 def test_earliest_bad_line_is_reported(tmp_path, bad):
   path = _write(tmp_path, "ratings.dat", _lines_with_bad_ones(bad))
   with pytest.raises(RatingsError) as error:
-    parsing.parse_ratings_file(path, "::", (1, 5), timestamp_column=3, num_fields=4)
+    parse_ratings_file(path, "::", (1, 5), timestamp_column=3, num_fields=4)
   assert str(error.value).startswith(f"{path}:101: ")
   assert str(error.value).endswith("(2 bad lines in all; --on_bad_lines=skip drops them)")
 
@@ -324,7 +338,7 @@ def test_bad_lines_are_reported_earliest_first_across_chunks(tmp_path, monkeypat
 def test_out_of_scale_message_names_the_rating_scale_flag(tmp_path):
   path = _write(tmp_path, "r.csv", "1,2,3\n1,3,10\n")
   with pytest.raises(RatingsError) as error:
-    parsing.parse_ratings_file(path, ",", (1, 5))
+    parse_ratings_file(path, ",", (1, 5))
   assert str(error.value) == (f"{path}:2: rating 10.0 is outside the rating scale [1, 5]; if the "
                               "data uses another scale, set --rating_scale=lowest,highest")
 

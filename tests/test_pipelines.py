@@ -42,8 +42,8 @@ def config(tmp_path) -> pipeline.PipelineConfig:
           train=training.TrainConfig(epochs=3, verbose=0)),
       # Three epochs of a tiny model do not beat 1.0; these tests are about the pipeline.
       evaluator=components.EvaluatorConfig(rmse_threshold=4.0, change_threshold=4.0),
-      pusher=components.PusherConfig(serving_model_dir=str(tmp_path / "saved_models" / "autorec"),
-                                     top_k=5))
+      pusher=components.PusherConfig(export.ExportConfig(
+          export_dir=str(tmp_path / "saved_models" / "autorec"), top_k=5)))
 
 
 def _with(config: pipeline.PipelineConfig, **changes) -> pipeline.PipelineConfig:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_autorec import export, fallback, train, training
+from keras_autorec import config, export, fallback, train, training
 from keras_autorec.data import sources
 from keras_autorec.data.splits import SplitConfig, load_splits, merge_validation_into_train
 
@@ -80,10 +80,10 @@ def test_summary_shows_a_confidence_interval_only_over_several_runs():
 
 
 def test_exports_of_other_data_are_kept_apart_or_named(tmp_path, caplog):
-  assert export.default_export_dir({"dataset": "ml1m"}) == os.path.join("saved_models", "ml1m")
-  assert export.default_export_dir({"dataset": "csv", "ratings_file": "/a/my.ratings.csv"}) == (
+  assert config.default_export_dir({"dataset": "ml1m"}) == os.path.join("saved_models", "ml1m")
+  assert config.default_export_dir({"dataset": "csv", "ratings_file": "/a/my.ratings.csv"}) == (
       os.path.join("saved_models", "my.ratings"))
-  assert export.data_name({"dataset": "synthetic", "synthetic_shape": "ml1m"}) == "synthetic_ml1m"
+  assert config.data_name({"dataset": "synthetic", "synthetic_shape": "ml1m"}) == "synthetic_ml1m"
   export_config = export.ExportConfig(export_dir=str(tmp_path / "shared"), top_k=5)
   train_config = training.TrainConfig(epochs=2, verbose=0)
   for name, seed in (("first", 0), ("second", 1), ("second", 1)):

@@ -160,21 +160,7 @@ def parse_columns(data: bytes, source: str, delimiter: str, *, header: bool = Fa
     raise RatingsError(f"{source}: invalid delimiter {delimiter!r}")
   if rating_scale is not None and not rating_scale[0] < rating_scale[1]:
     raise RatingsError(f"{source}: rating scale must have lowest < highest, got {rating_scale}")
-  data = normalise_text(data, source)
-  delimiter_bytes = delimiter.encode("utf-8")
-  separator = delimiter_bytes
-  if len(delimiter_bytes) > 1:
-    separator = next((s for s in _SENTINELS if s not in data), None)
-    if separator is None:
-      raise RatingsError(f"{source}: cannot parse a file containing all of {_SENTINELS}")
-    data = data.replace(delimiter_bytes, separator)
-  # Trailing newlines are not blank lines in the middle. Not rstrip: that would copy the file.
-  data_end = len(data)
-  while data_end and data[data_end - 1] == ord("\n"):
-    data_end -= 1
-  if not data_end:
-    raise RatingsError(f"{source}: no ratings found (empty file)")
-
+  data, separator, data_end = _single_byte_separated(data, source, delimiter)
   first_line_end = data.find(b"\n", 0, data_end)
   first_line = data[:data_end] if first_line_end < 0 else data[:first_line_end]
   if header and len(first_line) > MAX_LINE_BYTES:
@@ -193,7 +179,6 @@ def parse_columns(data: bytes, source: str, delimiter: str, *, header: bool = Fa
   if header and first_line_end < 0:
     raise RatingsError(f"{source}: no ratings found (only a header line)")
   body_start = first_line_end + 1 if header else 0
-
   bad_lines = BadLines(source)
   chunks = []
   first_line_number = 2 if header else 1
@@ -201,7 +186,33 @@ def parse_columns(data: bytes, source: str, delimiter: str, *, header: bool = Fa
     chunks.append(_parse_chunk(data, start, end, separator, delimiter, num_fields, positions,
                                first_line_number, rating_scale, bad_lines))
     first_line_number += data.count(b"\n", start, end) + 1
-  skipped = bad_lines.resolve(on_bad_lines)
+  return _joined_columns(chunks, source, bad_lines.resolve(on_bad_lines), bad_lines)
+
+
+def _single_byte_separated(data: bytes, source: str, delimiter: str) -> tuple[bytes, bytes, int]:
+  """(normalised text, a one-byte field separator, the end of its last non-blank line).
+
+  A delimiter of several characters is replaced by a sentinel byte the text does not hold.
+  """
+  data = normalise_text(data, source)
+  delimiter_bytes = delimiter.encode("utf-8")
+  separator = delimiter_bytes
+  if len(delimiter_bytes) > 1:
+    separator = next((s for s in _SENTINELS if s not in data), None)
+    if separator is None:
+      raise RatingsError(f"{source}: cannot parse a file containing all of {_SENTINELS}")
+    data = data.replace(delimiter_bytes, separator)
+  # Trailing newlines are not blank lines in the middle. Not rstrip: that would copy the file.
+  data_end = len(data)
+  while data_end and data[data_end - 1] == ord("\n"):
+    data_end -= 1
+  if not data_end:
+    raise RatingsError(f"{source}: no ratings found (empty file)")
+  return data, separator, data_end
+
+
+def _joined_columns(chunks: list, source: str, skipped: int, bad_lines: BadLines) -> RawColumns:
+  """The parsed chunks' columns as one RawColumns; an error when no line was a rating."""
   line_numbers = np.concatenate([c[-1] for c in chunks])
   if not line_numbers.size:
     line, message = bad_lines.earliest()[0]
@@ -223,19 +234,6 @@ def normalise_text(data: bytes, source: str) -> bytes:
       logging.info("%s uses CR line endings (classic Mac OS); reading them as line ends", source)
       data = data.replace(b"\r", b"\n")
   return data
-
-
-def parse_ratings_file(path: str, delimiter: str, rating_scale: tuple[float, float], *,
-                       member: str | None = None, header: bool = False,
-                       user_column: Column = 0, item_column: Column = 1,
-                       rating_column: Column = 2, timestamp_column: Column | None = None,
-                       num_fields: int | None = None, on_bad_lines: str = "error") -> Ratings:
-  """Reads a delimited ratings file (or zip `member`) into Ratings; see `parse_columns`."""
-  return ratings_from_columns(
-      read_columns(path, delimiter, member=member, header=header, user_column=user_column,
-                   item_column=item_column, rating_column=rating_column,
-                   timestamp_column=timestamp_column, num_fields=num_fields,
-                   rating_scale=rating_scale, on_bad_lines=on_bad_lines), rating_scale)
 
 
 def read_columns(path: str, delimiter: str, *, member: str | None = None, header: bool = False,

@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras_autorec import blend as blend_lib
 from keras_autorec import fallback as fallback_lib
 from keras_autorec import progress
-from keras_autorec.config import ModelConfig, TrainConfig
+from keras_autorec.config import DEFAULT_RATING, ModelConfig, TrainConfig
 from keras_autorec.data.layout import RowLayout
 from keras_autorec.data.splits import RatingsSplit, merge_validation_into_train
 from keras_autorec.evaluation import evaluate_ratings
@@ -59,7 +59,8 @@ def fit_on_train_and_validation(split: RatingsSplit, model_config: ModelConfig,
              dataclasses.replace(train_config, epochs=max(1, epochs), model_dir=model_dir))
 
 
-def evaluate(trained: TrainedModel, split: RatingsSplit, default_rating: float = 3.0) -> dict:
+def evaluate(trained: TrainedModel, split: RatingsSplit,
+             default_rating: float = DEFAULT_RATING) -> dict:
   """Validation and test RMSE/MAE of a trained model, with the count and RMSE of fallbacks.
 
   Pairs with a user or item unseen in training get `trained.fallback`'s prediction, or

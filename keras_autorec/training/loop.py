@@ -17,7 +17,7 @@ from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
 
 def tensorboard_writers(model_dir: str | None) -> dict | None:
-  """Summary writers where Keras' TensorBoard callback writes (`model_dir/logs/{train,validation}`)."""
+  """Summary writers where Keras' TensorBoard callback writes (`model_dir/logs/<split>`)."""
   if model_dir is None:
     return None
   os.makedirs(model_dir, exist_ok=True)

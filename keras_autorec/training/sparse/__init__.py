@@ -26,6 +26,6 @@ float32). TensorFlow's CSR kernels accept only float32/float64, so the SpMMs sta
 variables, the residuals and the loss. float16 trains with Keras' dynamic loss scaling (the
 gradients of extra hidden layers are float16).
 
-The SpMMs run on oneDNN's CSR kernel (see ONEDNN_SPMM) when TensorFlow has it.
+The SpMMs run on oneDNN's CSR kernel (see `kernels.ONEDNN_SPMM`) when TensorFlow has it.
 """
 

@@ -30,10 +30,10 @@ class SparseBlock:
   """A block of rows' training ratings as int32 coordinates and float32 values.
 
   The CSR matrices of X and X^T, and the int64 coordinates of X and X^T that CSR builds of the
-  residual take, are built once when given (see `trainer.CSR_CACHE_RATINGS`); `transpose_order` then lists
-  the entries in column-major order, for the residual's transpose. Otherwise X's CSR matrix is
-  built inside each traced step (about 10 ns per rating) and transposed there. The decoder is
-  evaluated by GEMM at the pairs of `dense_columns` (see the module docstring).
+  residual take, are built once when given (see `trainer.CSR_CACHE_RATINGS`); `transpose_order`
+  then lists the entries in column-major order, for the residual's transpose. Otherwise X's CSR
+  matrix is built inside each traced step (about 10 ns per rating) and transposed there. The
+  decoder is evaluated by GEMM at the pairs of `dense_columns` (see `training.sparse`).
   """
 
   rows: tf.Tensor  # int32 [nnz], block-local row of each entry, row-major order.
@@ -53,8 +53,9 @@ class SparseBlock:
 
   def structure(self) -> BlockTensors:
     """The tensors a traced step needs (what tf.function and strategies take)."""
-    return BlockTensors(self.rows, self.columns, self.values, self.transpose_order, self.dense_columns,
-            self.num_rows, self.csr, self.csr_transpose, self.indices, self.transpose_indices)
+    return BlockTensors(self.rows, self.columns, self.values, self.transpose_order,
+                        self.dense_columns, self.num_rows, self.csr, self.csr_transpose,
+                        self.indices, self.transpose_indices)
 
 
 def dense_columns_of(columns: np.ndarray, num_rows: int, num_columns: int,

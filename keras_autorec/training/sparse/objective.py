@@ -44,7 +44,8 @@ def reconstruct_pairs(model, block: BlockTensors, rows: tf.Tensor, columns: tf.T
   return output.activation(logits + tf.gather(output.bias, columns))
 
 
-def decode_block(model, hidden: tf.Tensor, block: BlockTensors, compute_dtype: tf.DType) -> tf.Tensor:
+def decode_block(model, hidden: tf.Tensor, block: BlockTensors,
+                 compute_dtype: tf.DType) -> tf.Tensor:
   """The output layer's unclipped values at a block's training pairs."""
   output = model.output_layer
   logits = sampled_matmul(hidden, tf.convert_to_tensor(output.kernel), block,
