@@ -26,6 +26,7 @@ with an infinite kernel width is the global model.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 
@@ -180,49 +181,75 @@ def sample_anchors(train: Ratings, count: int, seed: int) -> np.ndarray:
 
 
 class _WeightedRatings:
-  """The (anchor, rating) pairs of positive weight of a group of anchors, as flat tensors."""
+  """The (anchor, rating) pairs of positive weight of a group of anchors, as flat tensors.
+
+  Rows of a group's [anchors * users] and [anchors * items] tables are anchor * users + user and
+  anchor * items + item.
+  """
 
   def __init__(self, ratings: Ratings, user_kernels: np.ndarray, item_kernels: np.ndarray):
+    anchors_count, num_users = user_kernels.shape
+    num_items = item_kernels.shape[1]
     weights = user_kernels[:, ratings.user_index] * item_kernels[:, ratings.item_index]
     anchors, positions = np.nonzero(weights)
     self.count = anchors.size
-    self.anchor = tf.constant(anchors, tf.int32)
-    self.user = tf.constant(ratings.user_index[positions], tf.int32)
-    self.item = tf.constant(ratings.item_index[positions], tf.int32)
+    user_rows = anchors * num_users + ratings.user_index[positions]
+    item_rows = anchors * num_items + ratings.item_index[positions]
+    self.user_row = tf.constant(user_rows, tf.int32)
+    self.item_row = tf.constant(item_rows, tf.int32)
     self.rating = tf.constant(ratings.rating[positions], tf.float32)
     weight = weights[anchors, positions]
-    totals = np.bincount(anchors, weight, minlength=user_kernels.shape[0])
+    totals = np.bincount(anchors, weight, minlength=anchors_count)
     # Each anchor's weights sum to 1, so every local objective is a weighted mean.
-    self.weight = tf.constant(weight / np.maximum(totals[anchors], 1e-12), tf.float32)
+    weight = weight / np.maximum(totals[anchors], 1e-12)
+    self.weight = tf.constant(weight, tf.float32)
+    # The per-rating L2 term summed per row: sum_j w_j |row_j|^2 = sum_row W_row |row|^2.
+    self.user_row_weight = tf.constant(
+        np.bincount(user_rows, weight, minlength=anchors_count * num_users)[:, None], tf.float32)
+    self.item_row_weight = tf.constant(
+        np.bincount(item_rows, weight, minlength=anchors_count * num_items)[:, None], tf.float32)
 
 
 def _fit_group(train: _WeightedRatings, validation: _WeightedRatings,
                init: list[np.ndarray], global_mean: float, config: LlormaConfig,
                rating_scale: tuple[float, float]) -> tuple[list[np.ndarray], int]:
-  """Fits a group's local models jointly by L-BFGS; returns their best weights and best epoch."""
-  variables = [tf.Variable(value, dtype=tf.float32) for value in init]
-  user_factors, item_factors, user_bias, item_bias = variables
+  """Fits a group's local models jointly by L-BFGS; returns their best weights and best epoch.
+
+  `init` is [user factors, item factors, user biases, item biases], each with a leading anchor
+  axis; so is the result.
+  """
+  anchors, num_users, rank = init[0].shape
+  num_items = init[1].shape[1]
+  # One table per side, the bias as the last column: one gather per side and rating.
+  users = tf.Variable(np.concatenate([init[0], init[2][..., None]], -1).reshape(
+      anchors * num_users, rank + 1), dtype=tf.float32)
+  items = tf.Variable(np.concatenate([init[1], init[3][..., None]], -1).reshape(
+      anchors * num_items, rank + 1), dtype=tf.float32)
+  variables = [users, items]
 
   def predict(data: _WeightedRatings):
-    users = tf.stack([data.anchor, data.user], 1)
-    items = tf.stack([data.anchor, data.item], 1)
-    p, q = tf.gather_nd(user_factors, users), tf.gather_nd(item_factors, items)
-    b_u, b_i = tf.gather_nd(user_bias, users), tf.gather_nd(item_bias, items)
-    return (global_mean + b_u + b_i + tf.reduce_sum(p * q, 1),
-            tf.reduce_sum(tf.square(p) + tf.square(q), 1) + tf.square(b_u) + tf.square(b_i))
+    user, item = tf.gather(users, data.user_row), tf.gather(items, data.item_row)
+    return (global_mean + user[:, rank] + item[:, rank]
+            + tf.reduce_sum(user[:, :rank] * item[:, :rank], 1))
 
   def loss_fn():
-    prediction, norms = predict(train)
-    return tf.reduce_sum(train.weight * (tf.square(train.rating - prediction)
-                                         + config.l2_weight * norms))
+    error = tf.reduce_sum(train.weight * tf.square(train.rating - predict(train)))
+    penalty = (tf.reduce_sum(train.user_row_weight * tf.square(users))
+               + tf.reduce_sum(train.item_row_weight * tf.square(items)))
+    return error + config.l2_weight * penalty
 
   @tf.function
   def validation_rmse():
-    prediction = tf.clip_by_value(predict(validation)[0], *rating_scale)
+    prediction = tf.clip_by_value(predict(validation), *rating_scale)
     squared = tf.reduce_sum(validation.weight * tf.square(validation.rating - prediction))
     return tf.sqrt(squared / tf.maximum(tf.reduce_sum(validation.weight), 1e-12))
 
-  best = [v.numpy() for v in variables]
+  def weights():
+    user = users.numpy().reshape(anchors, num_users, rank + 1)
+    item = items.numpy().reshape(anchors, num_items, rank + 1)
+    return [user[..., :rank], item[..., :rank], user[..., rank], item[..., rank]]
+
+  best = weights()
   if train.count == 0:
     return best, 0
   minimizer = lbfgs.LbfgsMinimizer(loss_fn, variables)
@@ -232,7 +259,7 @@ def _fit_group(train: _WeightedRatings, validation: _WeightedRatings,
     value = float(validation_rmse()) if validation.count else -float(epoch)
     if value < best_rmse:
       best_rmse, best_epoch, wait = value, epoch, 0
-      best = [v.numpy() for v in variables]
+      best = weights()
     else:
       wait += 1
     if wait >= config.patience or minimizer.converged:
@@ -281,6 +308,8 @@ def fit(split: RatingsSplit, config: LlormaConfig) -> TrainedLlorma:
         config, train.rating_scale)
     parts.append(weights)
     best_epochs.append(best_epoch)
+    logging.info("LLORMA local models %d-%d of %d: best epoch %d (%.0f s so far)", first + 1,
+                 first + size, anchor_ratings.size, best_epoch, time.time() - start)
   local = LocalModels(*(np.concatenate(stack, axis=0) for stack in zip(*parts)))
   model = Llorma(global_model, user_kernels.astype(np.float32), item_kernels.astype(np.float32),
                  local, train.rating_scale)
