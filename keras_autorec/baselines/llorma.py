@@ -1,4 +1,6 @@
-"""LLORMA: local low-rank matrix approximation (Lee, Kim, Lebanon and Singer, ICML 2013).
+r"""LLORMA: local low-rank matrix approximation (Lee, Kim, Lebanon and Singer, ICML 2013).
+
+  python -m keras_autorec.baselines.llorma --dataset=ml1m --data_dir=../shared/data --repeats=1
 
 The parallel variant (JMLR 2016): a global BiasedMF gives user and item vectors (`plain_factors`);
 anchor points are (user, item) pairs drawn from the training ratings; the distance between two
@@ -28,15 +30,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import time
 
 import numpy as np
 import tensorflow as tf
+from absl import app, flags
 
-from keras_autorec import lbfgs
+from keras_autorec import cli_flags, evaluation, lbfgs
 from keras_autorec.baselines import biased_mf
 from keras_autorec.data.ratings import Ratings
-from keras_autorec.data.splits import RatingsSplit
+from keras_autorec.data.splits import RatingsSplit, load_splits
 
 # Pairs scored at once at prediction time: bounds the [anchors, pairs, rank] gathers.
 PREDICTION_CHUNK = 20000
@@ -327,3 +331,48 @@ def evaluate(trained: TrainedLlorma, split: RatingsSplit) -> dict:
           "best_epoch": max(trained.local_best_epochs, default=0),
           "epochs_run": len(trained.global_history.get("loss", [])),
           "train_seconds": trained.seconds}
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  defaults = LlormaConfig()
+  flags.DEFINE_integer("anchors", defaults.anchors, "Anchor points (local models).")
+  flags.DEFINE_integer("rank", defaults.rank, "Rank of the global and local models.")
+  flags.DEFINE_float("kernel_width", defaults.kernel_width, "Epanechnikov kernel width h.")
+  flags.DEFINE_float("l2_weight", defaults.l2_weight, "Per-rating L2 weight.")
+  flags.DEFINE_integer("anchor_batch", defaults.anchor_batch, "Local models fitted together.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.getLogger().setLevel(logging.INFO)
+  scores = []
+  try:
+    for repeat, split in enumerate(load_splits(cli_flags.data_config(), cli_flags.split_config(),
+                                               FLAGS.repeats)):
+      config = LlormaConfig(anchors=FLAGS.anchors, rank=FLAGS.rank,
+                            kernel_width=FLAGS.kernel_width, l2_weight=FLAGS.l2_weight,
+                            anchor_batch=FLAGS.anchor_batch, seed=FLAGS.seed + repeat)
+      metrics = evaluate(fit(split, config), split)
+      scores.append(metrics["test_rmse"])
+      print(f"{split.description}: LLORMA validation RMSE {metrics['validation_rmse']:.4f}, test "
+            f"RMSE {metrics['test_rmse']:.4f} (global BiasedMF {metrics['global_test_rmse']:.4f}"
+            f", coverage {metrics['test_coverage']:.3f}, {metrics['train_seconds']:.0f} s)",
+            flush=True)
+  except (ValueError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  mean, ci95 = evaluation.mean_and_ci95(scores)
+  print(f"LLORMA on {FLAGS.dataset} ({len(scores)} run(s)): test RMSE {mean:.4f} +/- {ci95:.4f}")
+  return 0
+
+
+if __name__ == "__main__":
+  cli_flags.define_data_flags()
+  cli_flags.define_split_flags()
+  cli_flags.define_repeats_flag()
+  _define_flags()
+  app.run(main)
