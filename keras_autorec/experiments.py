@@ -4,7 +4,7 @@ r"""Reproduces the AutoRec paper's comparisons: Markdown, CSV and PNG results wi
       --repeats=5 --results_dir=results/ml100k
 
 Experiments: orientation (I- vs U-AutoRec, the paper's table 1a), activations (table 1b plus relu
-and elu), baselines (tuned BiasedMF and item kNN with baseline vs I-AutoRec, table 1c), hidden_units (RMSE vs k, figure 2),
+and elu), baselines (tuned BiasedMF, item kNN with baseline and LLORMA vs I-AutoRec, table 1c), hidden_units (RMSE vs k, figure 2),
 deep ((500, 250, 500) vs (500,)), or all. Each repeat is a random 90/10 split with seed
 seed + repeat (10% of train held out for validation), or with --split=u1..u5 the five canonical
 ML-100K folds. Every fitted run is appended to results_dir/runs.jsonl and reused by later
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from keras_autorec import cli_flags, evaluation, training, tuning
-from keras_autorec.baselines import biased_mf, knn_baseline
+from keras_autorec.baselines import biased_mf, knn_baseline, llorma
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, RatingsSplit, SplitConfig, load_splits
 
@@ -63,6 +63,7 @@ class ExperimentConfig:
       epoch count (`keras_autorec.training.fit_and_evaluate`).
     mf_factors, mf_l2_weights, mf_optimizers: BiasedMF's tuning grid.
     mf_epochs: BiasedMF's most full-batch steps.
+    llorma: LLORMA's settings in `experiments baselines` (the seed is each repeat's).
   """
 
   data: sources.DataConfig
@@ -79,6 +80,7 @@ class ExperimentConfig:
   mf_l2_weights: tuple[float, ...] = tuning.BIASED_MF_L2_WEIGHTS
   mf_optimizers: tuple[str, ...] = tuning.BIASED_MF_OPTIMIZERS
   mf_epochs: int = biased_mf.BiasedMFConfig.epochs
+  llorma: llorma.LlormaConfig = llorma.LlormaConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +162,18 @@ class Runner:
               "optimizer": config.optimizer}
     return Row(label, params, runs)
 
+  def llorma(self, label: str, config: llorma.LlormaConfig) -> Row:
+    """LLORMA with `config` on every repeat."""
+    runs = []
+    for repeat, split in enumerate(self.splits):
+      seeded = dataclasses.replace(config, seed=self.config.seed + repeat)
+      runs.append(self._cached(
+          "llorma", split, dataclasses.asdict(seeded),
+          lambda split=split, seeded=seeded: llorma.evaluate(llorma.fit(split, seeded), split)))
+    params = {"anchors": config.anchors, "rank": config.rank,
+              "kernel_width": config.kernel_width, "l2_weight": config.l2_weight}
+    return Row(label, params, runs)
+
   def knn_baseline(self, label: str, config: knn_baseline.KNNBaselineConfig) -> Row:
     """Item-based kNN with baseline on every repeat (deterministic: no seed)."""
     runs = [self._cached("knn_baseline", split, dataclasses.asdict(config),
@@ -205,7 +219,7 @@ def activations(runner: Runner) -> list[Row]:
 
 
 def baselines(runner: Runner) -> list[Row]:
-  """BiasedMF tuned on the first repeat's validation ratings and item kNN vs I-AutoRec (1c)."""
+  """BiasedMF tuned on the first repeat's validation ratings, item kNN, LLORMA vs I-AutoRec (1c)."""
   config = runner.config
   grid = {"data": dataclasses.asdict(config.data), "split": runner.splits[0].description,
           "grid": [config.mf_factors, config.mf_l2_weights, config.mf_optimizers],
@@ -224,8 +238,11 @@ def baselines(runner: Runner) -> list[Row]:
   label = (f"BiasedMF (tuned on validation: {chosen.factors} factors, l2 {chosen.l2_weight}, "
            f"{chosen.optimizer})")
   knn = knn_baseline.KNNBaselineConfig()
+  local = config.llorma
   return [runner.biased_mf(label, chosen),
           runner.knn_baseline(f"item kNN with baseline (pearson_baseline, k={knn.k})", knn),
+          runner.llorma(f"LLORMA ({local.anchors} anchors, rank {local.rank}, kernel width "
+                        f"{local.kernel_width}, l2 {local.l2_weight})", local),
           runner.autorec("I-AutoRec", {}, config.model)]
 
 
@@ -330,7 +347,9 @@ HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                cli_flags.define_train_flags(), cli_flags.define_refit_flag(),
                cli_flags.HelpGroup("experiments", ("results_dir", "hidden_units_grid",
                                                    "mf_factors", "mf_l2_weights",
-                                                   "mf_optimizers", "mf_epochs"))]
+                                                   "mf_optimizers", "mf_epochs",
+                                                   "llorma_anchors", "llorma_rank",
+                                                   "llorma_kernel_width", "llorma_l2_weight"))]
 flags.DEFINE_string("results_dir", "results", "Where results and the run cache go.")
 flags.DEFINE_list("hidden_units_grid", [str(k) for k in DEFAULT_HIDDEN_UNITS_GRID],
                   "k values of the hidden_units experiment (paper: 10,20,40,80,100,200,300,400,"
@@ -342,6 +361,13 @@ flags.DEFINE_list("mf_l2_weights", [str(w) for w in tuning.BIASED_MF_L2_WEIGHTS]
 flags.DEFINE_list("mf_optimizers", list(tuning.BIASED_MF_OPTIMIZERS), "BiasedMF optimisers.")
 flags.DEFINE_integer("mf_epochs", biased_mf.BiasedMFConfig.epochs, "BiasedMF's most full-batch "
                      "steps (L-BFGS iterations); early stopping usually ends it sooner.")
+
+flags.DEFINE_integer("llorma_anchors", llorma.LlormaConfig.anchors, "LLORMA's anchor points.")
+flags.DEFINE_integer("llorma_rank", llorma.LlormaConfig.rank, "LLORMA's global and local rank.")
+flags.DEFINE_float("llorma_kernel_width", llorma.LlormaConfig.kernel_width,
+                   "LLORMA's Epanechnikov kernel width h (radians of arc-cosine distance).")
+flags.DEFINE_float("llorma_l2_weight", llorma.LlormaConfig.l2_weight,
+                   "LLORMA's per-rating L2 weight (global and local models).")
 
 
 def main(argv):
@@ -355,7 +381,10 @@ def main(argv):
       hidden_units_grid=tuple(int(k) for k in FLAGS.hidden_units_grid), refit=FLAGS.refit,
       mf_factors=tuple(int(k) for k in FLAGS.mf_factors),
       mf_l2_weights=tuple(float(w) for w in FLAGS.mf_l2_weights),
-      mf_optimizers=tuple(FLAGS.mf_optimizers), mf_epochs=FLAGS.mf_epochs)
+      mf_optimizers=tuple(FLAGS.mf_optimizers), mf_epochs=FLAGS.mf_epochs,
+      llorma=llorma.LlormaConfig(anchors=FLAGS.llorma_anchors, rank=FLAGS.llorma_rank,
+                                 kernel_width=FLAGS.llorma_kernel_width,
+                                 l2_weight=FLAGS.llorma_l2_weight))
   try:
     runner = Runner(config)
     for name in EXPERIMENTS if argv[1] == "all" else (argv[1],):
