@@ -3,8 +3,9 @@ r"""Reproduces the AutoRec paper's comparisons: Markdown, CSV and PNG results wi
   python -m keras_autorec.experiments orientation --dataset=ml100k --data_dir=../shared/data \
       --repeats=5 --results_dir=results/ml100k
 
-Experiments: orientation (I- vs U-AutoRec, the paper's table 1a), activations (table 1b plus relu
-and elu), baselines (tuned BiasedMF and item kNN with baseline vs I-AutoRec, table 1c), hidden_units (RMSE vs k, figure 2),
+Experiments: orientation (I- vs U-AutoRec, the paper's table 1a, beside I- and U-RBM),
+activations (table 1b plus relu and elu), baselines (tuned BiasedMF, item kNN with baseline and
+I/U-RBM vs I-AutoRec, table 1c), hidden_units (RMSE vs k, figure 2),
 deep ((500, 250, 500) vs (500,)), or all. Each repeat is a random 90/10 split with seed
 seed + repeat (10% of train held out for validation), or with --split=u1..u5 the five canonical
 ML-100K folds. Every fitted run is appended to results_dir/runs.jsonl and reused by later
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from keras_autorec import cli_flags, evaluation, training, tuning
-from keras_autorec.baselines import biased_mf, knn_baseline
+from keras_autorec.baselines import biased_mf, knn_baseline, rbm
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, RatingsSplit, SplitConfig, load_splits
 
@@ -63,6 +64,8 @@ class ExperimentConfig:
       epoch count (`keras_autorec.training.fit_and_evaluate`).
     mf_factors, mf_l2_weights, mf_optimizers: BiasedMF's tuning grid.
     mf_epochs: BiasedMF's most full-batch steps.
+    rbm_epochs: I-RBM's and U-RBM's most epochs (their other hyper-parameters are
+      `keras_autorec.baselines.rbm.default_config`'s).
   """
 
   data: sources.DataConfig
@@ -79,6 +82,7 @@ class ExperimentConfig:
   mf_l2_weights: tuple[float, ...] = tuning.BIASED_MF_L2_WEIGHTS
   mf_optimizers: tuple[str, ...] = tuning.BIASED_MF_OPTIMIZERS
   mf_epochs: int = biased_mf.BiasedMFConfig.epochs
+  rbm_epochs: int = rbm.RBMConfig.epochs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +164,24 @@ class Runner:
               "optimizer": config.optimizer}
     return Row(label, params, runs)
 
+  def rbm_cf(self, label: str, config: rbm.RBMConfig) -> Row:
+    """RBM-CF with `config` on every repeat."""
+    runs = []
+    for repeat, split in enumerate(self.splits):
+      seeded = dataclasses.replace(config, seed=self.config.seed + repeat)
+      runs.append(self._cached("rbm", split, dataclasses.asdict(seeded),
+                               lambda split=split, seeded=seeded: rbm.evaluate(
+                                   rbm.fit(split, seeded), split)))
+    params = {"hidden_units": config.hidden_units, "learning_rate": config.learning_rate,
+              "weight_decay": config.weight_decay}
+    return Row(label, params, runs)
+
+  def rbm_rows(self) -> list[Row]:
+    """I-RBM and U-RBM with their validation-chosen defaults (the paper's RBM-CF baselines)."""
+    epochs = self.config.rbm_epochs
+    return [self.rbm_cf("I-RBM", rbm.default_config(item_based=True, epochs=epochs)),
+            self.rbm_cf("U-RBM", rbm.default_config(item_based=False, epochs=epochs))]
+
   def knn_baseline(self, label: str, config: knn_baseline.KNNBaselineConfig) -> Row:
     """Item-based kNN with baseline on every repeat (deterministic: no seed)."""
     runs = [self._cached("knn_baseline", split, dataclasses.asdict(config),
@@ -189,10 +211,11 @@ def _with(config: training.ModelConfig, **changes) -> training.ModelConfig:
 
 
 def orientation(runner: Runner) -> list[Row]:
-  """I-AutoRec vs U-AutoRec (table 1a)."""
+  """I-AutoRec vs U-AutoRec, beside I-RBM and U-RBM (table 1a)."""
   model = runner.config.model
   return [runner.autorec("I-AutoRec", {}, _with(model, item_based=True)),
-          runner.autorec("U-AutoRec", {}, _with(model, item_based=False))]
+          runner.autorec("U-AutoRec", {}, _with(model, item_based=False)),
+          *runner.rbm_rows()]
 
 
 def activations(runner: Runner) -> list[Row]:
@@ -226,6 +249,7 @@ def baselines(runner: Runner) -> list[Row]:
   knn = knn_baseline.KNNBaselineConfig()
   return [runner.biased_mf(label, chosen),
           runner.knn_baseline(f"item kNN with baseline (pearson_baseline, k={knn.k})", knn),
+          *runner.rbm_rows(),
           runner.autorec("I-AutoRec", {}, config.model)]
 
 
@@ -330,7 +354,8 @@ HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                cli_flags.define_train_flags(), cli_flags.define_refit_flag(),
                cli_flags.HelpGroup("experiments", ("results_dir", "hidden_units_grid",
                                                    "mf_factors", "mf_l2_weights",
-                                                   "mf_optimizers", "mf_epochs"))]
+                                                   "mf_optimizers", "mf_epochs",
+                                                   "rbm_epochs"))]
 flags.DEFINE_string("results_dir", "results", "Where results and the run cache go.")
 flags.DEFINE_list("hidden_units_grid", [str(k) for k in DEFAULT_HIDDEN_UNITS_GRID],
                   "k values of the hidden_units experiment (paper: 10,20,40,80,100,200,300,400,"
@@ -344,6 +369,10 @@ flags.DEFINE_integer("mf_epochs", biased_mf.BiasedMFConfig.epochs, "BiasedMF's m
                      "steps (L-BFGS iterations); early stopping usually ends it sooner.")
 
 
+flags.DEFINE_integer("rbm_epochs", rbm.RBMConfig.epochs, "I-RBM's and U-RBM's most epochs; "
+                     "early stopping usually ends them sooner.")
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in (*EXPERIMENTS, "all"):
     raise app.UsageError(f"Give one experiment: {', '.join(EXPERIMENTS)} or all")
@@ -355,7 +384,8 @@ def main(argv):
       hidden_units_grid=tuple(int(k) for k in FLAGS.hidden_units_grid), refit=FLAGS.refit,
       mf_factors=tuple(int(k) for k in FLAGS.mf_factors),
       mf_l2_weights=tuple(float(w) for w in FLAGS.mf_l2_weights),
-      mf_optimizers=tuple(FLAGS.mf_optimizers), mf_epochs=FLAGS.mf_epochs)
+      mf_optimizers=tuple(FLAGS.mf_optimizers), mf_epochs=FLAGS.mf_epochs,
+      rbm_epochs=FLAGS.rbm_epochs)
   try:
     runner = Runner(config)
     for name in EXPERIMENTS if argv[1] == "all" else (argv[1],):

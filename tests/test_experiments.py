@@ -38,16 +38,17 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
       results_dir=str(tmp_path), repeats=1,
       model=training.ModelConfig(hidden_units=(4,)),
       train=training.TrainConfig(epochs=2, patience=2, verbose=0),
-      mf_factors=(2,), mf_l2_weights=(0.1,), mf_optimizers=("lbfgs",))
+      mf_factors=(2,), mf_l2_weights=(0.1,), mf_optimizers=("lbfgs",), rbm_epochs=2)
   runner = experiments.Runner(config)
   markdown = experiments.run_experiment("baselines", config, runner)
   assert "BiasedMF (tuned on validation: 2 factors, l2 0.1, lbfgs)" in markdown
   assert "| I-AutoRec |" in markdown
   assert "| item kNN with baseline (pearson_baseline, k=40) |" in markdown
+  assert "| I-RBM |" in markdown and "| U-RBM |" in markdown
   assert re.search(r"Wall time of this invocation \d+ s", markdown)
   cached = (tmp_path / "runs.jsonl").read_text().count("\n")
-  assert cached == 3
-  # orientation's I-AutoRec is baselines' I-AutoRec: only U-AutoRec is fitted.
+  assert cached == 5
+  # orientation's I-AutoRec and RBMs are baselines': only U-AutoRec is fitted.
   experiments.run_experiment("orientation", config, experiments.Runner(config))
   assert (tmp_path / "runs.jsonl").read_text().count("\n") == cached + 1
   assert os.path.exists(tmp_path / "baselines_biased_mf_tuning.csv")

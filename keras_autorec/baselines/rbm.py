@@ -24,14 +24,18 @@ sparse (a mini-batch of rows never builds a dense rows x columns x values tensor
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sys
 import time
 
 import numpy as np
 import tensorflow as tf
+from absl import app, flags
 
+from keras_autorec import cli_flags, evaluation
 from keras_autorec import fallback as fallback_lib
 from keras_autorec.data.ratings import Ratings
-from keras_autorec.data.splits import RatingsSplit
+from keras_autorec.data.splits import RatingsSplit, load_splits
 
 # Pairs scored per prediction batch: bounds the [pairs, values, hidden] weight gather.
 PREDICT_BATCH_PAIRS = 8192
@@ -88,6 +92,17 @@ class RBMConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if not self.rating_step > 0:
       raise ValueError(f"rating_step must be positive, got {self.rating_step}")
+
+
+# Chosen on validation RMSE (see default_config); I-RBM and U-RBM differ only in learning rate.
+DEFAULT_LEARNING_RATE = {True: 0.1, False: 0.3}
+
+
+def default_config(item_based: bool, **changes) -> RBMConfig:
+  """I-RBM's (item_based) or U-RBM's validation-chosen configuration, with `changes`."""
+  return dataclasses.replace(RBMConfig(item_based=item_based,
+                                       learning_rate=DEFAULT_LEARNING_RATE[item_based]),
+                             **changes)
 
 
 def rating_values(rating_scale: tuple[float, float], rating_step: float) -> np.ndarray:
@@ -316,6 +331,9 @@ def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
       continue
     validation_rmse = rmse(trained, split.validation)
     trained.history["val_rmse"].append(validation_rmse)
+    logging.info("epoch %d (CD-%d): reconstruction RMSE %.4f, validation RMSE %.4f, %.0f s",
+                 epoch + 1, int(cd_steps), trained.history["reconstruction_rmse"][-1],
+                 validation_rmse, time.time() - start)
     if validation_rmse < best_rmse:
       best_rmse, waited, trained.best_epoch = validation_rmse, 0, epoch + 1
       best_values = [v.numpy() for v in model.trainable_variables]
@@ -337,3 +355,45 @@ def evaluate(trained: TrainedRBM, split: RatingsSplit) -> dict:
   return {"validation_rmse": rmse(trained, split.validation),
           "test_rmse": rmse(trained, split.test), "epochs_run": trained.epochs_run,
           "best_epoch": trained.best_epoch, "train_seconds": trained.seconds}
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.getLogger().setLevel(logging.INFO)
+  config = default_config(FLAGS.item_based, hidden_units=FLAGS.rbm_hidden_units,
+                          epochs=FLAGS.rbm_epochs)
+  if FLAGS.rbm_learning_rate is not None:
+    config = dataclasses.replace(config, learning_rate=FLAGS.rbm_learning_rate)
+  name = "I-RBM" if config.item_based else "U-RBM"
+  test_rmse = []
+  try:
+    splits = load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats)
+    for repeat, split in enumerate(splits):
+      metrics = evaluate(fit(split, dataclasses.replace(config, seed=FLAGS.seed + repeat)), split)
+      test_rmse.append(metrics["test_rmse"])
+      print(f"{split.description}: {name} validation RMSE {metrics['validation_rmse']:.4f}, "
+            f"test RMSE {metrics['test_rmse']:.4f}, best epoch {metrics['best_epoch']} "
+            f"({metrics['train_seconds']:.1f} s)", flush=True)
+  except (ValueError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  mean, ci95 = evaluation.mean_and_ci95(test_rmse)
+  print(f"{name} on {FLAGS.dataset} ({len(test_rmse)} run(s)): test RMSE {mean:.4f} +/- {ci95:.4f}")
+  return 0
+
+
+if __name__ == "__main__":
+  cli_flags.define_data_flags()
+  cli_flags.define_split_flags()
+  cli_flags.define_repeats_flag()
+  flags.DEFINE_bool("item_based", True, "I-RBM (rows are items) or, with --noitem_based, U-RBM.")
+  flags.DEFINE_integer("rbm_hidden_units", RBMConfig.hidden_units, "Hidden units.")
+  flags.DEFINE_float("rbm_learning_rate", None, "Learning rate (default: the chosen one of I- "
+                     "or U-RBM).")
+  flags.DEFINE_integer("rbm_epochs", RBMConfig.epochs, "Most epochs (early stopping on "
+                       "validation RMSE usually ends sooner).")
+  app.run(main)
