@@ -58,6 +58,8 @@ class RBMConfig:
     epochs: most passes over the training rows.
     patience: epochs without a better validation RMSE before stopping; the best weights are kept.
     init_stddev: standard deviation of the normal initial weights.
+    max_train_seconds: stop after the first epoch that ends past this wall time (None: no
+      limit); the best validation weights so far are kept.
     fallback: prediction for unseen users or items, one of `keras_autorec.fallback.FALLBACKS`.
     seed: seeds the initial weights, the row order and the Gibbs samples.
   """
@@ -68,11 +70,12 @@ class RBMConfig:
   momentum: float = 0.9
   weight_decay: float = 0.001
   batch_rows: int = 100
-  cd_schedule: tuple[tuple[int, int], ...] = ((0, 1), (10, 3), (20, 5), (30, 9))
+  cd_schedule: tuple[tuple[int, int], ...] = ((0, 1), (10, 3), (20, 5))
   rating_step: float = 1.0
-  epochs: int = 60
+  epochs: int = 24
   patience: int = 5
-  init_stddev: float = 0.01
+  init_stddev: float = 0.1
+  max_train_seconds: float | None = None
   fallback: str = "biases"
   seed: int = 0
 
@@ -95,7 +98,7 @@ class RBMConfig:
 
 
 # Chosen on validation RMSE (see default_config); I-RBM and U-RBM differ only in learning rate.
-DEFAULT_LEARNING_RATE = {True: 0.1, False: 0.3}
+DEFAULT_LEARNING_RATE = {True: 0.2, False: 0.3}
 
 
 def default_config(item_based: bool, **changes) -> RBMConfig:
@@ -131,7 +134,7 @@ class RBMCF(tf.Module):
   """
 
   def __init__(self, num_rows: int, num_columns: int, values: np.ndarray, hidden_units: int,
-               item_based: bool, init_stddev: float = 0.01, seed: int = 0):
+               item_based: bool, init_stddev: float = 0.1, seed: int = 0):
     super().__init__(name="rbm_cf")
     self.num_rows, self.num_columns = int(num_rows), int(num_columns)
     self.item_based = bool(item_based)
@@ -341,6 +344,9 @@ def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
       waited += 1
       if waited >= config.patience:
         break
+    if config.max_train_seconds is not None and time.time() - start > config.max_train_seconds:
+      logging.info("stopping after %d epochs: past max_train_seconds", epoch + 1)
+      break
   if best_values is not None:
     for variable, value in zip(model.trainable_variables, best_values):
       variable.assign(value)
@@ -365,7 +371,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.getLogger().setLevel(logging.INFO)
   config = default_config(FLAGS.item_based, hidden_units=FLAGS.rbm_hidden_units,
-                          epochs=FLAGS.rbm_epochs)
+                          epochs=FLAGS.rbm_epochs, max_train_seconds=FLAGS.rbm_max_train_seconds)
   if FLAGS.rbm_learning_rate is not None:
     config = dataclasses.replace(config, learning_rate=FLAGS.rbm_learning_rate)
   name = "I-RBM" if config.item_based else "U-RBM"
@@ -396,4 +402,6 @@ if __name__ == "__main__":
                      "or U-RBM).")
   flags.DEFINE_integer("rbm_epochs", RBMConfig.epochs, "Most epochs (early stopping on "
                        "validation RMSE usually ends sooner).")
+  flags.DEFINE_float("rbm_max_train_seconds", None, "Stop each fit after the first epoch that "
+                     "ends past this wall time, keeping the best validation weights.")
   app.run(main)
