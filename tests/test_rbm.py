@@ -102,6 +102,11 @@ def test_early_stopping_keeps_the_best_validation_weights(blocks):
   assert rbm.rmse(trained, blocks.validation) == pytest.approx(min(validation), abs=1e-5)
 
 
+def test_max_train_seconds_stops_after_the_epoch_past_it(blocks):
+  trained = rbm.fit(blocks, dataclasses.replace(QUICK, epochs=5, max_train_seconds=0.0))
+  assert trained.epochs_run == 1 and len(trained.history["val_rmse"]) == 1
+
+
 def test_cd_schedule_grows_and_is_checked():
   config = rbm.RBMConfig(cd_schedule=((0, 1), (5, 3), (9, 9)))
   assert [config.cd_steps(epoch) for epoch in (0, 4, 5, 8, 9, 50)] == [1, 1, 3, 3, 9, 9]
