@@ -9,8 +9,8 @@ b [columns, values] and the hidden biases c [hidden]. With V the row's one-hot t
     p(v_q = k | h) = softmax_k(b[q, k] + sum_j h_j W[q, k, j])
 
 Training is contrastive divergence on mini-batches of rows: CD-T with T growing as training
-proceeds (`cd_schedule`, the paper's 1, then 3, 5, 9), momentum and weight decay; the negative
-phase reconstructs only the row's rated columns. The prediction for (row, q) is the paper's: the
+proceeds (`cd_schedule`: 1, then 3, then 5; the paper goes on to 9), momentum and weight decay;
+the negative phase reconstructs only the row's rated columns. The prediction for (row, q) is the paper's: the
 expected rating under p(v_q | p(h | V)) with V the row's training ratings (never test ratings).
 Pairs whose user or item has no training ratings get the package's fallback
 (`keras_autorec.fallback`), as AutoRec's do.
@@ -97,7 +97,7 @@ class RBMConfig:
       raise ValueError(f"rating_step must be positive, got {self.rating_step}")
 
 
-# Chosen on validation RMSE (see default_config); I-RBM and U-RBM differ only in learning rate.
+# Chosen on validation RMSE (README, Results); I-RBM and U-RBM differ only in learning rate.
 DEFAULT_LEARNING_RATE = {True: 0.2, False: 0.3}
 
 
