@@ -10,8 +10,9 @@ b [columns, values] and the hidden biases c [hidden]. With V the row's one-hot t
 
 Training is contrastive divergence on mini-batches of rows: CD-T with T growing as training
 proceeds (`cd_schedule`: 1, then 3, then 5; the paper goes on to 9), momentum and weight decay;
-the negative phase reconstructs only the row's rated columns. The prediction for (row, q) is the paper's: the
-expected rating under p(v_q | p(h | V)) with V the row's training ratings (never test ratings).
+the negative phase reconstructs only the row's rated columns. The prediction for (row, q) is the
+paper's: the expected rating under p(v_q | p(h | V)) with V the row's training ratings (never
+test ratings).
 Pairs whose user or item has no training ratings get the package's fallback
 (`keras_autorec.fallback`), as AutoRec's do.
 
