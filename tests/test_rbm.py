@@ -24,7 +24,8 @@ def planted_block_ratings(num_users=60, num_items=40, seed=0):
   item_group = np.arange(num_items) % 2
   pairs = rng.choice(num_users * num_items, size=int(0.6 * num_users * num_items), replace=False)
   users, items = pairs // num_items, pairs % num_items
-  rating = np.where(user_group[users] == item_group[items], 5.0, 1.0 + rng.integers(0, 2, users.size))
+  across = 1.0 + rng.integers(0, 2, users.size)
+  rating = np.where(user_group[users] == item_group[items], 5.0, across)
   return ratings_lib.from_raw(
       np.array([f"u{u:03d}" for u in users]), np.array([f"i{i:03d}" for i in items]), rating,
       timestamp=None, rating_scale=(1.0, 5.0), source="planted blocks")

@@ -1,4 +1,4 @@
-r"""RBM-CF (Salakhutdinov, Mnih and Hinton, ICML 2007): I-RBM and U-RBM, the AutoRec paper's baselines.
+r"""RBM-CF (Salakhutdinov, Mnih and Hinton, ICML 2007): I-RBM and U-RBM, AutoRec's baselines.
 
 A row (a user for U-RBM, an item for I-RBM, `item_based`) is one RBM whose visible units are
 softmax units over the rating values, one for each column (item or user) the row rated in
