@@ -3,8 +3,9 @@ r"""Reproduces the AutoRec paper's comparisons: Markdown, CSV and PNG results wi
   python -m keras_autorec.experiments orientation --dataset=ml100k --data_dir=../shared/data \
       --repeats=5 --results_dir=results/ml100k
 
-Experiments: orientation (I- vs U-AutoRec, the paper's table 1a), activations (table 1b plus relu
-and elu), baselines (tuned BiasedMF, item kNN with baseline and LLORMA vs I-AutoRec, table 1c), hidden_units (RMSE vs k, figure 2),
+Experiments: orientation (I- vs U-AutoRec, the paper's table 1a, beside I- and U-RBM),
+activations (table 1b plus relu and elu), baselines (tuned BiasedMF, item kNN with baseline,
+LLORMA and I/U-RBM vs I-AutoRec, table 1c), hidden_units (RMSE vs k, figure 2),
 deep ((500, 250, 500) vs (500,)), or all. Each repeat is a random 90/10 split with seed
 seed + repeat (10% of train held out for validation), or with --split=u1..u5 the five canonical
 ML-100K folds. Every fitted run is appended to results_dir/runs.jsonl and reused by later
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from keras_autorec import cli_flags, evaluation, training, tuning
-from keras_autorec.baselines import biased_mf, knn_baseline, llorma
+from keras_autorec.baselines import biased_mf, knn_baseline, llorma, rbm
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, RatingsSplit, SplitConfig, load_splits
 
@@ -64,6 +65,8 @@ class ExperimentConfig:
     mf_factors, mf_l2_weights, mf_optimizers: BiasedMF's tuning grid.
     mf_epochs: BiasedMF's most full-batch steps.
     llorma: LLORMA's settings in `experiments baselines` (the seed is each repeat's).
+    rbm_epochs: I-RBM's and U-RBM's most epochs (their other hyper-parameters are
+      `keras_autorec.baselines.rbm.default_config`'s).
   """
 
   data: sources.DataConfig
@@ -81,6 +84,7 @@ class ExperimentConfig:
   mf_optimizers: tuple[str, ...] = tuning.BIASED_MF_OPTIMIZERS
   mf_epochs: int = biased_mf.BiasedMFConfig.epochs
   llorma: llorma.LlormaConfig = llorma.LlormaConfig()
+  rbm_epochs: int = rbm.RBMConfig.epochs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +178,24 @@ class Runner:
               "kernel_width": config.kernel_width, "l2_weight": config.l2_weight}
     return Row(label, params, runs)
 
+  def rbm_cf(self, label: str, config: rbm.RBMConfig) -> Row:
+    """RBM-CF with `config` on every repeat."""
+    runs = []
+    for repeat, split in enumerate(self.splits):
+      seeded = dataclasses.replace(config, seed=self.config.seed + repeat)
+      runs.append(self._cached("rbm", split, dataclasses.asdict(seeded),
+                               lambda split=split, seeded=seeded: rbm.evaluate(
+                                   rbm.fit(split, seeded), split)))
+    params = {"hidden_units": config.hidden_units, "learning_rate": config.learning_rate,
+              "weight_decay": config.weight_decay}
+    return Row(label, params, runs)
+
+  def rbm_rows(self) -> list[Row]:
+    """I-RBM and U-RBM with their validation-chosen defaults (the paper's RBM-CF baselines)."""
+    epochs = self.config.rbm_epochs
+    return [self.rbm_cf("I-RBM", rbm.default_config(item_based=True, epochs=epochs)),
+            self.rbm_cf("U-RBM", rbm.default_config(item_based=False, epochs=epochs))]
+
   def knn_baseline(self, label: str, config: knn_baseline.KNNBaselineConfig) -> Row:
     """Item-based kNN with baseline on every repeat (deterministic: no seed)."""
     runs = [self._cached("knn_baseline", split, dataclasses.asdict(config),
@@ -203,10 +225,11 @@ def _with(config: training.ModelConfig, **changes) -> training.ModelConfig:
 
 
 def orientation(runner: Runner) -> list[Row]:
-  """I-AutoRec vs U-AutoRec (table 1a)."""
+  """I-AutoRec vs U-AutoRec, beside I-RBM and U-RBM (table 1a)."""
   model = runner.config.model
   return [runner.autorec("I-AutoRec", {}, _with(model, item_based=True)),
-          runner.autorec("U-AutoRec", {}, _with(model, item_based=False))]
+          runner.autorec("U-AutoRec", {}, _with(model, item_based=False)),
+          *runner.rbm_rows()]
 
 
 def activations(runner: Runner) -> list[Row]:
@@ -243,6 +266,7 @@ def baselines(runner: Runner) -> list[Row]:
           runner.knn_baseline(f"item kNN with baseline (pearson_baseline, k={knn.k})", knn),
           runner.llorma(f"LLORMA ({local.anchors} anchors, rank {local.rank}, kernel width "
                         f"{local.kernel_width}, l2 {local.l2_weight})", local),
+          *runner.rbm_rows(),
           runner.autorec("I-AutoRec", {}, config.model)]
 
 
@@ -349,7 +373,8 @@ HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                                                    "mf_factors", "mf_l2_weights",
                                                    "mf_optimizers", "mf_epochs",
                                                    "llorma_anchors", "llorma_rank",
-                                                   "llorma_kernel_width", "llorma_l2_weight"))]
+                                                   "llorma_kernel_width", "llorma_l2_weight",
+                                                   "rbm_epochs"))]
 flags.DEFINE_string("results_dir", "results", "Where results and the run cache go.")
 flags.DEFINE_list("hidden_units_grid", [str(k) for k in DEFAULT_HIDDEN_UNITS_GRID],
                   "k values of the hidden_units experiment (paper: 10,20,40,80,100,200,300,400,"
@@ -370,6 +395,10 @@ flags.DEFINE_float("llorma_l2_weight", llorma.LlormaConfig.l2_weight,
                    "LLORMA's per-rating L2 weight (global and local models).")
 
 
+flags.DEFINE_integer("rbm_epochs", rbm.RBMConfig.epochs, "I-RBM's and U-RBM's most epochs; "
+                     "early stopping usually ends them sooner.")
+
+
 def main(argv):
   if len(argv) != 2 or argv[1] not in (*EXPERIMENTS, "all"):
     raise app.UsageError(f"Give one experiment: {', '.join(EXPERIMENTS)} or all")
@@ -384,7 +413,8 @@ def main(argv):
       mf_optimizers=tuple(FLAGS.mf_optimizers), mf_epochs=FLAGS.mf_epochs,
       llorma=llorma.LlormaConfig(anchors=FLAGS.llorma_anchors, rank=FLAGS.llorma_rank,
                                  kernel_width=FLAGS.llorma_kernel_width,
-                                 l2_weight=FLAGS.llorma_l2_weight))
+                                 l2_weight=FLAGS.llorma_l2_weight),
+      rbm_epochs=FLAGS.rbm_epochs)
   try:
     runner = Runner(config)
     for name in EXPERIMENTS if argv[1] == "all" else (argv[1],):

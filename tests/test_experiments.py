@@ -39,7 +39,7 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
       results_dir=str(tmp_path), repeats=1,
       model=training.ModelConfig(hidden_units=(4,)),
       train=training.TrainConfig(epochs=2, patience=2, verbose=0),
-      mf_factors=(2,), mf_l2_weights=(0.1,), mf_optimizers=("lbfgs",),
+      mf_factors=(2,), mf_l2_weights=(0.1,), mf_optimizers=("lbfgs",), rbm_epochs=2,
       llorma=llorma.LlormaConfig(anchors=2, rank=2, epochs=3, patience=3))
   runner = experiments.Runner(config)
   markdown = experiments.run_experiment("baselines", config, runner)
@@ -47,10 +47,11 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
   assert "| I-AutoRec |" in markdown
   assert "| item kNN with baseline (pearson_baseline, k=40) |" in markdown
   assert "| LLORMA (2 anchors, rank 2, kernel width 0.8, l2 0.1) |" in markdown
+  assert "| I-RBM |" in markdown and "| U-RBM |" in markdown
   assert re.search(r"Wall time of this invocation \d+ s", markdown)
   cached = (tmp_path / "runs.jsonl").read_text().count("\n")
-  assert cached == 4
-  # orientation's I-AutoRec is baselines' I-AutoRec: only U-AutoRec is fitted.
+  assert cached == 6
+  # orientation's I-AutoRec and RBMs are baselines': only U-AutoRec is fitted.
   experiments.run_experiment("orientation", config, experiments.Runner(config))
   assert (tmp_path / "runs.jsonl").read_text().count("\n") == cached + 1
   assert os.path.exists(tmp_path / "baselines_biased_mf_tuning.csv")

@@ -1,0 +1,408 @@
+r"""RBM-CF (Salakhutdinov, Mnih and Hinton, ICML 2007): I-RBM and U-RBM, AutoRec's baselines.
+
+A row (a user for U-RBM, an item for I-RBM, `item_based`) is one RBM whose visible units are
+softmax units over the rating values, one for each column (item or user) the row rated in
+training; every row's RBM shares the weights W [columns, values, hidden], the visible biases
+b [columns, values] and the hidden biases c [hidden]. With V the row's one-hot training ratings,
+
+    p(h_j = 1 | V) = sigmoid(c_j + sum over rated columns i of W[i, r_i, j])
+    p(v_q = k | h) = softmax_k(b[q, k] + sum_j h_j W[q, k, j])
+
+Training is contrastive divergence on mini-batches of rows: CD-T with T growing as training
+proceeds (`cd_schedule`: 1, then 3, then 5; the paper goes on to 9), momentum and weight decay;
+the negative phase reconstructs only the row's rated columns. The prediction for (row, q) is the
+paper's: the expected rating under p(v_q | p(h | V)) with V the row's training ratings (never
+test ratings).
+Pairs whose user or item has no training ratings get the package's fallback
+(`keras_autorec.fallback`), as AutoRec's do.
+
+Ratings go to the nearest value of lowest, lowest + rating_step, ..., highest; the data stay
+sparse (a mini-batch of rows never builds a dense rows x columns x values tensor).
+
+  python -m keras_autorec.baselines.rbm --dataset=ml1m --data_dir=../shared/data --item_based
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from keras_autorec import cli_flags, evaluation
+from keras_autorec import fallback as fallback_lib
+from keras_autorec.data.ratings import Ratings
+from keras_autorec.data.splits import RatingsSplit, load_splits
+
+# Pairs scored per prediction batch: bounds the [pairs, values, hidden] weight gather.
+PREDICT_BATCH_PAIRS = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class RBMConfig:
+  """RBM-CF hyper-parameters and how to fit them.
+
+  Attributes:
+    item_based: rows are items (I-RBM; visible units over users) instead of users (U-RBM).
+    hidden_units: number of binary hidden units.
+    learning_rate: step size on the batch-mean CD gradient.
+    momentum: momentum of the parameter increments.
+    weight_decay: L2 coefficient pulling W towards 0 (not the biases).
+    batch_rows: rows per mini-batch.
+    cd_schedule: (first epoch, CD steps) pairs, first epoch ascending from 0: from that epoch on,
+      CD uses that many Gibbs steps.
+    rating_step: spacing of the rating values on the data's scale.
+    epochs: most passes over the training rows.
+    patience: epochs without a better validation RMSE before stopping; the best weights are kept.
+    init_stddev: standard deviation of the normal initial weights.
+    max_train_seconds: stop after the first epoch that ends past this wall time (None: no
+      limit); the best validation weights so far are kept.
+    fallback: prediction for unseen users or items, one of `keras_autorec.fallback.FALLBACKS`.
+    seed: seeds the initial weights, the row order and the Gibbs samples.
+  """
+
+  item_based: bool = True
+  hidden_units: int = 100
+  learning_rate: float = 0.1
+  momentum: float = 0.9
+  weight_decay: float = 0.001
+  batch_rows: int = 100
+  cd_schedule: tuple[tuple[int, int], ...] = ((0, 1), (10, 3), (20, 5))
+  rating_step: float = 1.0
+  epochs: int = 24
+  patience: int = 5
+  init_stddev: float = 0.1
+  max_train_seconds: float | None = None
+  fallback: str = "biases"
+  seed: int = 0
+
+  def cd_steps(self, epoch: int) -> int:
+    """Gibbs steps of contrastive divergence in `epoch` (0-based)."""
+    return max(steps for first, steps in self.cd_schedule if first <= epoch)
+
+  def validate(self) -> None:
+    """Raises ValueError naming the first bad field."""
+    firsts = [first for first, _ in self.cd_schedule]
+    if not firsts or firsts[0] != 0 or firsts != sorted(firsts):
+      raise ValueError(f"cd_schedule must start at epoch 0 and ascend, got {self.cd_schedule}")
+    if any(steps < 1 for _, steps in self.cd_schedule):
+      raise ValueError(f"cd_schedule steps must be >= 1, got {self.cd_schedule}")
+    for name in ("hidden_units", "batch_rows", "epochs", "patience"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if not self.rating_step > 0:
+      raise ValueError(f"rating_step must be positive, got {self.rating_step}")
+
+
+# Chosen on validation RMSE (README, Results); I-RBM and U-RBM differ only in learning rate.
+DEFAULT_LEARNING_RATE = {True: 0.2, False: 0.3}
+
+
+def default_config(item_based: bool, **changes) -> RBMConfig:
+  """I-RBM's (item_based) or U-RBM's validation-chosen configuration, with `changes`."""
+  return dataclasses.replace(RBMConfig(item_based=item_based,
+                                       learning_rate=DEFAULT_LEARNING_RATE[item_based]),
+                             **changes)
+
+
+def rating_values(rating_scale: tuple[float, float], rating_step: float) -> np.ndarray:
+  """The softmax's rating values: lowest, lowest + step, ..., highest (float32)."""
+  low, high = rating_scale
+  count = int(round((high - low) / rating_step)) + 1
+  return (low + rating_step * np.arange(count)).astype(np.float32)
+
+
+def rating_levels(rating: np.ndarray, values: np.ndarray) -> np.ndarray:
+  """Index of the nearest rating value of each rating (int32)."""
+  step = values[1] - values[0] if values.size > 1 else 1.0
+  levels = np.rint((rating - values[0]) / step)
+  return np.clip(levels, 0, values.size - 1).astype(np.int32)
+
+
+class RBMCF(tf.Module):
+  """The shared weights of RBM-CF and its prediction from the rows' training ratings.
+
+  Args:
+    num_rows: users (U-RBM) or items (I-RBM).
+    num_columns: the other side.
+    values: float32 [K] rating values of the softmax units.
+    hidden_units: number of hidden units.
+    item_based: rows are items; pairs given to `predict_ratings` are still (user, item).
+  """
+
+  def __init__(self, num_rows: int, num_columns: int, values: np.ndarray, hidden_units: int,
+               item_based: bool, init_stddev: float = 0.1, seed: int = 0):
+    super().__init__(name="rbm_cf")
+    self.num_rows, self.num_columns = int(num_rows), int(num_columns)
+    self.item_based = bool(item_based)
+    self.values = tf.constant(values, tf.float32)
+    self.num_values = int(values.shape[0])
+    initial = tf.random.stateless_normal(
+        [self.num_columns * self.num_values, hidden_units], seed=[seed, 1], stddev=init_stddev)
+    # Row c * K + k is W[c, k, :], so a rating's weights are one gather.
+    self.weights = tf.Variable(initial, name="weights")
+    self.visible_bias = tf.Variable(tf.zeros([self.num_columns, self.num_values]),
+                                    name="visible_bias")
+    self.hidden_bias = tf.Variable(tf.zeros([hidden_units]), name="hidden_bias")
+    # The training ratings of every row, the input of every prediction.
+    self.input_rows = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
+    self.input_units = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
+
+  def set_inputs(self, rows: np.ndarray, columns: np.ndarray, levels: np.ndarray) -> None:
+    """Makes these training ratings the visible input of every prediction."""
+    self.input_rows.assign(rows.astype(np.int32))
+    self.input_units.assign((columns * self.num_values + levels).astype(np.int32))
+
+  def hidden_probabilities(self, batch_rows, units, num_rows) -> tf.Tensor:
+    """p(h = 1 | V) [num_rows, hidden] for visible one-hot units (row in batch, c * K + k)."""
+    total = tf.math.unsorted_segment_sum(tf.gather(self.weights, units), batch_rows, num_rows)
+    return tf.sigmoid(self.hidden_bias + total)
+
+  def visible_logits(self, hidden, columns) -> tf.Tensor:
+    """Softmax logits [n, K] of columns [n] given hidden states or probabilities [n, hidden]."""
+    weights = tf.reshape(tf.gather(tf.reshape(self.weights, [self.num_columns, -1]), columns),
+                         [-1, self.num_values, tf.shape(hidden)[1]])
+    return tf.gather(self.visible_bias, columns) + tf.einsum("nkh,nh->nk", weights, hidden)
+
+  def expected_rating(self, logits) -> tf.Tensor:
+    return tf.reduce_sum(tf.nn.softmax(logits) * self.values, axis=1)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.int32)])
+  def predict_ratings(self, pairs) -> tf.Tensor:
+    """Expected ratings for int [n, 2] (user index, item index) pairs with known rows."""
+    rows, columns = ((pairs[:, 1], pairs[:, 0]) if self.item_based else (pairs[:, 0], pairs[:, 1]))
+    hidden = self.hidden_probabilities(self.input_rows, self.input_units, self.num_rows)
+    predictions = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    n = tf.shape(rows)[0]
+    for start in tf.range(0, n, PREDICT_BATCH_PAIRS):
+      end = tf.minimum(start + PREDICT_BATCH_PAIRS, n)
+      logits = self.visible_logits(tf.gather(hidden, rows[start:end]), columns[start:end])
+      predictions = predictions.write(start // PREDICT_BATCH_PAIRS, self.expected_rating(logits))
+    return tf.reshape(predictions.concat(), [n])
+
+
+@dataclasses.dataclass
+class TrainedRBM:
+  """A fitted RBM-CF with its fallback for unseen ids and its training record."""
+
+  model: RBMCF
+  fallback: fallback_lib.RatingBiases
+  seen_users: np.ndarray
+  seen_items: np.ndarray
+  history: dict[str, list[float]]
+  epochs_run: int
+  best_epoch: int
+  seconds: float
+
+  def predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+    """Ratings for (user, item) index pairs; pairs with an unseen side take the fallback."""
+    user_index, item_index = np.asarray(user_index), np.asarray(item_index)
+    known = self.seen_users[user_index] & self.seen_items[item_index]
+    predictions = self.fallback.predict(user_index, item_index)
+    if known.any():
+      pairs = np.stack([user_index[known], item_index[known]], axis=1).astype(np.int32)
+      predictions[known] = np.clip(self.model.predict_ratings(tf.constant(pairs)).numpy(),
+                                   *self.fallback.rating_scale)
+    return predictions
+
+
+def _orient(ratings: Ratings, item_based: bool) -> tuple[np.ndarray, np.ndarray]:
+  return ((ratings.item_index, ratings.user_index) if item_based
+          else (ratings.user_index, ratings.item_index))
+
+
+def _row_ragged(rows: np.ndarray, units: np.ndarray, num_rows: int) -> tf.RaggedTensor:
+  order = np.argsort(rows, kind="stable")
+  return tf.RaggedTensor.from_value_rowids(units[order].astype(np.int32),
+                                           rows[order].astype(np.int64), nrows=num_rows)
+
+
+def _make_train_step(model: RBMCF, config: RBMConfig, train_units: tf.RaggedTensor):
+  """The tf.function that applies one CD-T update for a batch of rows and returns its errors."""
+  num_values, num_units = model.num_values, model.num_columns * model.num_values
+  variables = (model.weights, model.visible_bias, model.hidden_bias)
+  increments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+  generator = tf.random.Generator.from_seed(config.seed)
+
+  def sample_visible(hidden, batch_rows, columns):
+    logits = model.visible_logits(tf.gather(hidden, batch_rows), columns)
+    levels = tf.cast(tf.random.stateless_categorical(
+        logits, 1, generator.make_seeds(1)[:, 0])[:, 0], tf.int32)
+    return logits, columns * num_values + levels
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
+  def train_step(row_ids, cd_steps):
+    batch = tf.gather(train_units, row_ids)
+    batch_rows = tf.cast(batch.value_rowids(), tf.int32)
+    data_units = batch.flat_values
+    columns = data_units // num_values
+    num_rows = tf.shape(row_ids)[0]
+    positive_hidden = model.hidden_probabilities(batch_rows, data_units, num_rows)
+    hidden = tf.cast(generator.uniform(tf.shape(positive_hidden)) < positive_hidden, tf.float32)
+    logits, model_units = sample_visible(hidden, batch_rows, columns)
+    # Squared error of the first reconstruction's expected rating: the training signal to watch.
+    data_values = tf.gather(model.values, data_units % num_values)
+    squared_error = tf.reduce_sum(tf.square(model.expected_rating(logits) - data_values))
+    negative_hidden = model.hidden_probabilities(batch_rows, model_units, num_rows)
+    for _ in tf.range(cd_steps - 1):
+      hidden = tf.cast(generator.uniform(tf.shape(negative_hidden)) < negative_hidden, tf.float32)
+      _, model_units = sample_visible(hidden, batch_rows, columns)
+      negative_hidden = model.hidden_probabilities(batch_rows, model_units, num_rows)
+
+    def statistics(units, hidden_probabilities):
+      weights = tf.math.unsorted_segment_sum(tf.gather(hidden_probabilities, batch_rows), units,
+                                             num_units)
+      visible = tf.math.unsorted_segment_sum(tf.ones_like(units, tf.float32), units, num_units)
+      return weights, tf.reshape(visible, [-1, num_values]), tf.reduce_sum(hidden_probabilities, 0)
+
+    scale = 1.0 / tf.cast(num_rows, tf.float32)
+    positive = statistics(data_units, positive_hidden)
+    negative = statistics(model_units, negative_hidden)
+    decay = (config.weight_decay, 0.0, 0.0)
+    for variable, increment, plus, minus, weight_decay in zip(variables, increments, positive,
+                                                              negative, decay):
+      gradient = (plus - minus) * scale - weight_decay * variable
+      increment.assign(config.momentum * increment + config.learning_rate * gradient)
+      variable.assign_add(increment)
+    return squared_error, tf.cast(tf.size(data_units), tf.float32)
+
+  return train_step
+
+
+def _initial_visible_bias(units: np.ndarray, num_columns: int, num_values: int) -> np.ndarray:
+  """Log of each column's smoothed rating-value frequencies, so the softmax starts at the data."""
+  counts = np.bincount(units, minlength=num_columns * num_values).reshape(num_columns, num_values)
+  overall = counts.sum(axis=0) + 1.0
+  smoothed = counts + overall / overall.sum()
+  return np.log(smoothed / smoothed.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _seen(index: np.ndarray, size: int) -> np.ndarray:
+  seen = np.zeros(size, dtype=bool)
+  seen[index] = True
+  return seen
+
+
+def rmse(trained: TrainedRBM, ratings: Ratings) -> float:
+  """RMSE of the predictions (with the fallback) on `ratings`."""
+  predictions = trained.predict(ratings.user_index, ratings.item_index)
+  return float(np.sqrt(np.mean(np.square(ratings.rating - predictions))))
+
+
+def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
+  """Fits RBM-CF on `split.train`, early-stopping on `split.validation` RMSE."""
+  config.validate()
+  if split.train.num_ratings == 0:
+    raise ValueError("cannot fit an RBM without training ratings")
+  start = time.time()
+  train = split.train
+  values = rating_values(train.rating_scale, config.rating_step)
+  if values.size < 2:
+    raise ValueError(f"rating_step {config.rating_step} leaves fewer than two rating values on "
+                     f"the scale {train.rating_scale}")
+  rows, columns = _orient(train, config.item_based)
+  num_rows, num_columns = ((train.num_items, train.num_users) if config.item_based
+                           else (train.num_users, train.num_items))
+  model = RBMCF(num_rows, num_columns, values, config.hidden_units, config.item_based,
+                config.init_stddev, config.seed)
+  units = columns.astype(np.int64) * values.size + rating_levels(train.rating, values)
+  model.visible_bias.assign(_initial_visible_bias(units, num_columns, values.size))
+  model.set_inputs(rows, columns, rating_levels(train.rating, values))
+  train_step = _make_train_step(model, config, _row_ragged(rows, units, num_rows))
+  trained = TrainedRBM(model, fallback_lib.make_fallback(config.fallback, train),
+                       _seen(train.user_index, train.num_users),
+                       _seen(train.item_index, train.num_items),
+                       {"reconstruction_rmse": [], "val_rmse": []}, 0, 0, 0.0)
+  rng = np.random.default_rng(config.seed)
+  row_ids = np.unique(rows).astype(np.int32)
+  best_rmse, best_values, waited = np.inf, None, 0
+  for epoch in range(config.epochs):
+    order = rng.permutation(row_ids)
+    cd_steps = tf.constant(config.cd_steps(epoch), tf.int32)
+    squared_error = count = 0.0
+    for batch_start in range(0, order.size, config.batch_rows):
+      batch_error, batch_count = train_step(
+          tf.constant(order[batch_start:batch_start + config.batch_rows]), cd_steps)
+      squared_error += float(batch_error)
+      count += float(batch_count)
+    trained.history["reconstruction_rmse"].append(float(np.sqrt(squared_error / count)))
+    trained.epochs_run = epoch + 1
+    if not split.validation.num_ratings:
+      continue
+    validation_rmse = rmse(trained, split.validation)
+    trained.history["val_rmse"].append(validation_rmse)
+    logging.info("epoch %d (CD-%d): reconstruction RMSE %.4f, validation RMSE %.4f, %.0f s",
+                 epoch + 1, int(cd_steps), trained.history["reconstruction_rmse"][-1],
+                 validation_rmse, time.time() - start)
+    if validation_rmse < best_rmse:
+      best_rmse, waited, trained.best_epoch = validation_rmse, 0, epoch + 1
+      best_values = [v.numpy() for v in model.trainable_variables]
+    else:
+      waited += 1
+      if waited >= config.patience:
+        break
+    if config.max_train_seconds is not None and time.time() - start > config.max_train_seconds:
+      logging.info("stopping after %d epochs: past max_train_seconds", epoch + 1)
+      break
+  if best_values is not None:
+    for variable, value in zip(model.trainable_variables, best_values):
+      variable.assign(value)
+  else:
+    trained.best_epoch = trained.epochs_run
+  trained.seconds = time.time() - start
+  return trained
+
+
+def evaluate(trained: TrainedRBM, split: RatingsSplit) -> dict:
+  """Validation and test RMSE of a trained RBM-CF, with its training record."""
+  return {"validation_rmse": rmse(trained, split.validation),
+          "test_rmse": rmse(trained, split.test), "epochs_run": trained.epochs_run,
+          "best_epoch": trained.best_epoch, "train_seconds": trained.seconds}
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.getLogger().setLevel(logging.INFO)
+  config = default_config(FLAGS.item_based, hidden_units=FLAGS.rbm_hidden_units,
+                          epochs=FLAGS.rbm_epochs, max_train_seconds=FLAGS.rbm_max_train_seconds)
+  if FLAGS.rbm_learning_rate is not None:
+    config = dataclasses.replace(config, learning_rate=FLAGS.rbm_learning_rate)
+  name = "I-RBM" if config.item_based else "U-RBM"
+  test_rmse = []
+  try:
+    splits = load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats)
+    for repeat, split in enumerate(splits):
+      metrics = evaluate(fit(split, dataclasses.replace(config, seed=FLAGS.seed + repeat)), split)
+      test_rmse.append(metrics["test_rmse"])
+      print(f"{split.description}: {name} validation RMSE {metrics['validation_rmse']:.4f}, "
+            f"test RMSE {metrics['test_rmse']:.4f}, best epoch {metrics['best_epoch']} "
+            f"({metrics['train_seconds']:.1f} s)", flush=True)
+  except (ValueError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  mean, ci95 = evaluation.mean_and_ci95(test_rmse)
+  print(f"{name} on {FLAGS.dataset} ({len(test_rmse)} run(s)): test RMSE {mean:.4f} +/- {ci95:.4f}")
+  return 0
+
+
+if __name__ == "__main__":
+  cli_flags.define_data_flags()
+  cli_flags.define_split_flags()
+  cli_flags.define_repeats_flag()
+  flags.DEFINE_bool("item_based", True, "I-RBM (rows are items) or, with --noitem_based, U-RBM.")
+  flags.DEFINE_integer("rbm_hidden_units", RBMConfig.hidden_units, "Hidden units.")
+  flags.DEFINE_float("rbm_learning_rate", None, "Learning rate (default: the chosen one of I- "
+                     "or U-RBM).")
+  flags.DEFINE_integer("rbm_epochs", RBMConfig.epochs, "Most epochs (early stopping on "
+                       "validation RMSE usually ends sooner).")
+  flags.DEFINE_float("rbm_max_train_seconds", None, "Stop each fit after the first epoch that "
+                     "ends past this wall time, keeping the best validation weights.")
+  app.run(main)
