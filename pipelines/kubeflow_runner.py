@@ -16,7 +16,6 @@ serving_model_dir) are paths inside the containers: shared storage mounted on ev
 
 import dataclasses
 import json
-import logging
 import sys
 
 from absl import app, flags
@@ -172,7 +171,6 @@ def compile_pipeline(config: pipeline.PipelineConfig, output: str, image: str = 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.getLogger().setLevel(logging.WARNING)
   try:
     path = compile_pipeline(local_runner.config_from_flags(), FLAGS.output, FLAGS.image,
                             FLAGS.pipeline_name)

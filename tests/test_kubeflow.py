@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from absl.testing import flagsaver
 
 from keras_autorec import export, training
 from keras_autorec.data import sources
@@ -184,15 +183,14 @@ def test_steps_run_the_pipeline_as_the_local_runner_does(tmp_path, ratings_file)
   assert export.existing_versions(str(tmp_path / "serving")) == [1]
 
 
-def test_command_line_writes_a_spec_the_sdk_loads(tmp_path):
+def test_command_line_writes_a_spec_the_sdk_loads(tmp_path, capsys):
   output = tmp_path / "autorec_pipeline.yaml"
-  result = subprocess.run(
-      [sys.executable, "-m", "pipelines.kubeflow_runner", f"--output={output}",
-       "--dataset=ml100k", "--data_dir=/mnt/data", "--serving_model_dir=/mnt/models/autorec",
-       "--epochs=7", "--rmse_threshold=0.95"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert f"pipeline spec: {output}" in result.stdout
+  argv = ["kubeflow_runner", f"--output={output}", "--dataset=ml100k", "--data_dir=/mnt/data",
+          "--serving_model_dir=/mnt/models/autorec", "--epochs=7", "--rmse_threshold=0.95"]
+  with flagsaver.flagsaver():
+    kubeflow_runner.FLAGS(argv)
+    assert kubeflow_runner.main(["kubeflow_runner"]) == 0
+  assert f"pipeline spec: {output}" in capsys.readouterr().out
   spec = kfp_components.load_component_from_file(str(output)).pipeline_spec
   parameters = spec.root.input_definitions.parameters
   trainer = json.loads(parameters["trainer_config"].default_value.string_value)
