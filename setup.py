@@ -35,8 +35,11 @@ setup(
     extras_require={
         "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60"],
         "plots": ["matplotlib>=3.8"],
+        # `python -m pipelines.kubeflow_runner`: compiles the pipeline for Kubeflow Pipelines.
+        "kubeflow": ["kfp>=2.17,<3"],
         "test": ["pytest>=8", "tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60",
-                 "matplotlib>=3.8", "psutil>=5.9", "hypothesis>=6.100", "cryptography>=42"],
+                 "matplotlib>=3.8", "psutil>=5.9", "hypothesis>=6.100", "cryptography>=42",
+                 "kfp>=2.17,<3"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.10",

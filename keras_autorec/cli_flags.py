@@ -152,7 +152,8 @@ def define_train_flags() -> None:
           "resets the patience.")
   _define("enum", "mixed_precision", "off", "Mixed precision.",
           enum_values=["off", "float16", "bfloat16"])
-  _define("enum", "strategy", "default", "tf.distribute strategy.",
+  _define("enum", "strategy", "default", "tf.distribute strategy; multi_worker trains over the "
+          "workers of the TF_CONFIG environment variable (README, Scaling out).",
           enum_values=["default", "mirrored", "multi_worker", "tpu"])
   _define("enum", "fallback", defaults.fallback, "Prediction for a user or item without training "
           "ratings: biases (the known side's shrunk mean rating; keras_autorec/fallback.py) or "

@@ -8,6 +8,26 @@ import tensorflow as tf
 MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 _MIRRORED: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
+_MULTI_WORKER: list[tf.distribute.MultiWorkerMirroredStrategy] = []
+
+
+class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+  """MultiWorkerMirroredStrategy whose `reduce` takes what Keras 3's `fit` passes it.
+
+  Keras reduces its first (inputs, targets, mask) batch in one call, a nest that TensorFlow's
+  collective reduce does not accept, and each step's scalar logs with axis=0, which scalars do
+  not have: here nests are reduced component by component, scalars over replicas only (as
+  MirroredStrategy's logs are).
+  """
+
+  def reduce(self, reduce_op, value, axis=None):
+    parent = super()
+
+    def reduce_component(component):
+      local = self.experimental_local_results(component)[0]
+      return parent.reduce(reduce_op, component, None if local.shape.rank == 0 else axis)
+
+    return tf.nest.map_structure(reduce_component, value)
 
 
 def set_mixed_precision(mode: str) -> None:
@@ -21,7 +41,11 @@ def set_mixed_precision(mode: str) -> None:
 
 
 def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.Strategy:
-  """The tf.distribute strategy called `name`; 'mirrored' uses every local GPU, else the CPUs."""
+  """The tf.distribute strategy called `name`.
+
+  'mirrored' uses every local GPU, else the CPUs; 'multi_worker' the workers of TF_CONFIG
+  (`keras_autorec.multi_worker`).
+  """
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
@@ -34,7 +58,11 @@ def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.St
       _MIRRORED[devices] = tf.distribute.MirroredStrategy(devices=list(devices))
     return _MIRRORED[devices]
   if name == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    # It configures TensorFlow's collective ops, which can happen once per process and before
+    # any op runs (`multi_worker.worker_outputs` creates it first), so the process keeps one.
+    if not _MULTI_WORKER:
+      _MULTI_WORKER.append(_MultiWorkerMirroredStrategy())
+    return _MULTI_WORKER[0]
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
     tf.config.experimental_connect_to_cluster(resolver)

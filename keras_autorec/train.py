@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-from keras_autorec import cli_flags, evaluation, export, training
+from keras_autorec import cli_flags, evaluation, export, multi_worker, training
 from keras_autorec.config import DataConfig, ExportConfig, SplitConfig, data_name
 from keras_autorec.data.splits import load_splits
 from keras_autorec.serving import publish
@@ -180,15 +180,21 @@ def main(argv):
   configure_logging()
   data_config = cli_flags.data_config()
   try:
-    summary = run(data_config, cli_flags.split_config(), cli_flags.model_config(),
-                  cli_flags.train_config(), FLAGS.repeats, export_config_from_flags(data_config),
-                  FLAGS.refit)
+    train_config = cli_flags.train_config()
+    export_config = export_config_from_flags(data_config)
+    with multi_worker.worker_outputs(train_config, export_config,
+                                     FLAGS.metrics_file) as outputs:
+      summary = run(data_config, cli_flags.split_config(), cli_flags.model_config(),
+                    outputs.train_config, FLAGS.repeats, outputs.export_config, FLAGS.refit)
+      if outputs.metrics_file:
+        with open(outputs.metrics_file, "w") as f:
+          json.dump(summary, f, indent=2)
   except (ValueError, OSError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
-  if FLAGS.metrics_file:
-    with open(FLAGS.metrics_file, "w") as f:
-      json.dump(summary, f, indent=2)
+  if not outputs.is_chief:
+    print(f"{outputs.role.name}: trained with the chief, which writes the outputs")
+    return 0
   print_summary(summary, FLAGS.metrics_file)
   return 0
 
