@@ -68,8 +68,7 @@ def _autorec(split: ImplicitSplit, config: ExperimentConfig) -> tuple[dict, obje
     start = time.perf_counter()
     model, history = fit.fit(
         split.train, fit_config,
-        lambda m: evaluate(lambda rows: fit.predict_scores(m, rows), split, split.val,
-                           config.batch_size)["objective"])
+        lambda m: evaluate(fit.ModelScorer(m), split, split.val, config.batch_size)["objective"])
     best = max(history, key=lambda record: record["validation"])
     logging.info("AutoRec loss=%s: best validation %.4f at epoch %d", loss, best["validation"],
                  best["epoch"])
@@ -79,7 +78,7 @@ def _autorec(split: ImplicitSplit, config: ExperimentConfig) -> tuple[dict, obje
                        best["validation"], model))
   chosen, _, model = max(candidates, key=lambda candidate: candidate[1])
   chosen["validation_by_loss"] = {c[0]["loss"]: c[1] for c in candidates}
-  return chosen, (lambda rows: fit.predict_scores(model, rows))
+  return chosen, fit.ModelScorer(model)
 
 
 def _ease(split: ImplicitSplit, config: ExperimentConfig) -> tuple[dict, object]:

@@ -44,6 +44,16 @@ def predict_scores(model: PlaylistAutoRec, rows: sparse.csr_matrix) -> np.ndarra
   return model(to_sparse_tensor(rows), training=False).numpy()
 
 
+class ModelScorer:
+  """A trained model as a scorer of CSR rows (`keras_autorec.implicit.ranking.Scorer`)."""
+
+  def __init__(self, model: PlaylistAutoRec):
+    self.model = model
+
+  def __call__(self, rows: sparse.csr_matrix) -> np.ndarray:
+    return predict_scores(self.model, rows)
+
+
 def _train_step(model: PlaylistAutoRec, optimizer):
   spec = tf.SparseTensorSpec([None, model.num_items], tf.float32)
 

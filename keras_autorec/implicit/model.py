@@ -34,6 +34,14 @@ def normalize_rows(inputs: tf.SparseTensor) -> tf.SparseTensor:
   return tf.SparseTensor(inputs.indices, inputs.values / norms, inputs.dense_shape)
 
 
+def score_rows(encoder_params, output_kernel, output_bias, activation: str,
+               inputs: tf.SparseTensor) -> tf.Tensor:
+  """Scores [B, items] of binary sparse rows, normalised to unit length, through the layers."""
+  hidden = autorec_model.encode(encoder_params, normalize_rows(inputs), activation,
+                                first_product=_sparse_product)
+  return tf.matmul(hidden, output_kernel) + output_bias
+
+
 @keras.saving.register_keras_serializable(package="keras_autorec")
 class PlaylistAutoRec(keras.Model):
   """Rows of present items -> a score for every catalog item (logits for `multinomial`).
@@ -76,10 +84,8 @@ class PlaylistAutoRec(keras.Model):
     """Scores [B, num_items] of binary sparse rows [B, num_items]."""
     if training and self.input_dropout:
       inputs = drop_inputs(inputs, self.input_dropout)
-    inputs = normalize_rows(inputs)
-    hidden = autorec_model.encode(self.encoder_params, inputs, self.activation,
-                                  first_product=_sparse_product)
-    return tf.matmul(hidden, self.output_kernel) + self.output_bias
+    return score_rows(self.encoder_params, self.output_kernel, self.output_bias, self.activation,
+                      inputs)
 
   def compute_row_loss(self, inputs: tf.SparseTensor, training: bool = True) -> tf.Tensor:
     """The reconstruction loss of the full rows from (dropped-out) rows, plus L2."""

@@ -14,6 +14,8 @@ Commands:
                                                  top items for an unseen user's ratings
   similar_items --item_id=242 [--k=10]           most similar items
   metadata                                       the served version and its signatures
+  complete_playlist --song_ids=525514,129701 --tags=락 [--k=10]
+                                                 songs and tags completing a playlist
 """
 
 from __future__ import annotations
@@ -273,6 +275,50 @@ class AutoRecClient:
         lambda rows: {"item_id": item_ids[rows]})
     return self._top_k(outputs, k, self.similar_items_signature)
 
+  # Playlist continuation (keras_autorec.implicit.serving's complete_playlist signature).
+
+  def complete_playlist(self, song_ids: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
+                        k: int | None = None, tag_k: int | None = None,
+                        signature_name: str = "complete_playlist") -> tuple[np.ndarray, ...]:
+    """(song_ids [B, k], song_scores [B, k], tags [B, tag_k], tag_scores [B, tag_k]) completing
+    each playlist, given as its song ids and tags (one list each per playlist).
+
+    Lists are padded client-side with the empty id; the model ignores padding and unknown ids
+    and never returns a playlist's own songs or tags. k / tag_k trim the exported K.
+    """
+    _check_k(k)
+    _check_k(tag_k)
+    if isinstance(song_ids, (str, bytes)) or isinstance(tags, (str, bytes)):
+      raise TypeError("song_ids and tags must be one list per playlist")
+    if len(song_ids) != len(tags):
+      raise ValueError(f"song_ids and tags must have one list per playlist each, "
+                       f"got {len(song_ids)} and {len(tags)}")
+    songs = [_as_id_vector(ids, f"song_ids[{row}]") for row, ids in enumerate(song_ids)]
+    labels = [_as_id_vector(ids, f"tags[{row}]") for row, ids in enumerate(tags)]
+    row_bytes = np.array([_id_bytes(a).sum() + _id_bytes(b).sum() for a, b in zip(songs, labels)],
+                         dtype=np.int64)
+
+    def padded(lists: list[np.ndarray]) -> np.ndarray:
+      array = np.full((len(lists), max([1] + [len(ids) for ids in lists])), PADDING_ITEM_ID,
+                      dtype=object)
+      for row, ids in enumerate(lists):
+        array[row, :len(ids)] = ids
+      return array
+
+    outputs = self._predict_in_chunks(
+        signature_name, row_bytes, self.max_batch_size,
+        lambda rows: {"song_ids": padded(songs[rows]), "tags": padded(labels[rows])})
+    results = []
+    for ids_name, scores_name, limit in (("song_ids", "song_scores", k),
+                                         ("tags", "tag_scores", tag_k)):
+      ids = _decode_ids(self._output(outputs, ids_name, signature_name))
+      scores = self._output(outputs, scores_name, signature_name).astype(np.float32)
+      if limit is not None and limit > scores.shape[-1]:
+        raise ValueError(f"k={limit} exceeds the {scores.shape[-1]} {ids_name} signature "
+                         f"{signature_name!r} was exported to return")
+      results += [ids[:, :limit], scores[:, :limit]]
+    return tuple(results)
+
   def metadata(self) -> dict[str, Any]:
     """The served model's name, version and, per signature, its inputs and outputs.
 
@@ -520,7 +566,8 @@ def _describe_tensors(tensor_infos) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
-COMMANDS = ("predict", "recommend", "recommend_for_ratings", "similar_items", "metadata")
+COMMANDS = ("predict", "recommend", "recommend_for_ratings", "similar_items", "metadata",
+            "complete_playlist")
 # The command flags each command accepts; the first entries are required.
 _COMMAND_FLAGS = {
     "predict": (("user_id", "item_id"), ()),
@@ -528,8 +575,9 @@ _COMMAND_FLAGS = {
     "recommend_for_ratings": (("ratings",), ("k",)),
     "similar_items": (("item_id",), ("k",)),
     "metadata": ((), ()),
+    "complete_playlist": ((), ("song_ids", "tags", "k")),
 }
-_ALL_COMMAND_FLAGS = ("user_id", "item_id", "ratings", "k")
+_ALL_COMMAND_FLAGS = ("user_id", "item_id", "ratings", "k", "song_ids", "tags")
 
 
 class CommandLineError(Exception):
@@ -553,6 +601,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_list("user_id", None, "User id(s), comma-separated.", flag_values=flag_values)
   flags.DEFINE_list("item_id", None, "Item id(s), comma-separated.", flag_values=flag_values)
   flags.DEFINE_list("ratings", None, "One user's ratings as item_id:rating,...",
+                    flag_values=flag_values)
+  flags.DEFINE_list("song_ids", None, "complete_playlist: the playlist's song ids.",
+                    flag_values=flag_values)
+  flags.DEFINE_list("tags", None, "complete_playlist: the playlist's tags.",
                     flag_values=flag_values)
   flags.DEFINE_integer("k", None, "Number of items to return; default: all exported.",
                        lower_bound=1, flag_values=flag_values)
@@ -671,7 +723,20 @@ def _run(client: AutoRecClient, command: str, flag_values: flags.FlagValues) -> 
   if command == "similar_items":
     return _ranked_records("item_id", flag_values.item_id,
                            *client.similar_items(flag_values.item_id, k))
+  if command == "complete_playlist":
+    return _completion_records(client, flag_values.song_ids or [], flag_values.tags or [], k)
   return client.metadata()
+
+
+def _completion_records(client: AutoRecClient, song_ids: list[str], tags: list[str],
+                        k: int | None) -> list[dict[str, Any]]:
+  """The top k songs, then all exported tags, completing one playlist, as ranked records."""
+  if not song_ids and not tags:
+    raise CommandLineError("complete_playlist needs --song_ids or --tags")
+  songs, song_scores, tag_names, tag_scores = client.complete_playlist(
+      [song_ids], [tags], k)
+  return (_ranked_records("playlist", ["songs"], songs, song_scores)
+          + _ranked_records("playlist", ["tags"], tag_names, tag_scores))
 
 
 def _ranked_records(query_name: str, queries: Sequence[str], item_ids: np.ndarray,
