@@ -225,22 +225,34 @@ def mean_ndcg_at_k(hits: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
   Computed by keras_rs.metrics.NDCG on each row's top k followed by its missed relevant items
   (ranked below k, so they count only in the ideal DCG). NaN without any relevant item.
   """
-  import keras_rs  # Imported here: the rating metrics above do not need it.
   num_relevant = np.asarray(num_relevant)
   hits = hits[num_relevant > 0, :k].astype(np.float32)
   if hits.shape[0] == 0:
     return math.nan
   missed = np.maximum(num_relevant[num_relevant > 0] - hits.sum(axis=1), 0).astype(np.int64)
-  width = k + max(1, int(missed.max()))
+  # A power of two of padding, so that the metric's traced graph is reused across calls.
+  width = k + 2 ** int(np.ceil(np.log2(max(1, int(missed.max())))))
   labels = np.zeros((hits.shape[0], width), dtype=np.float32)
   labels[:, :k] = hits
   labels[:, k:] = np.arange(width - k) < missed[:, None]
   # Strictly decreasing scores over the top k; everything after ties below them.
   scores = np.zeros(labels.shape, dtype=np.float32)
   scores[:, :k] = np.arange(k, 0, -1, dtype=np.float32)
-  metric = keras_rs.metrics.NDCG(k=k)
+  metric = _ndcg_metric(k)
+  metric.reset_state()
   metric.update_state(labels, scores)
   return float(metric.result())
+
+
+_NDCG_METRICS = {}
+
+
+def _ndcg_metric(k: int):
+  """One keras_rs NDCG@k per k: building and tracing one costs about a second."""
+  if k not in _NDCG_METRICS:
+    import keras_rs  # Imported here: the rating metrics above do not need it.
+    _NDCG_METRICS[k] = keras_rs.metrics.NDCG(k=k)
+  return _NDCG_METRICS[k]
 
 
 def mean_recall_at_k(hits: np.ndarray, num_relevant: np.ndarray, k: int) -> float:

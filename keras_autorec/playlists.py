@@ -62,7 +62,10 @@ flags.DEFINE_list("losses", ["multinomial", "weighted_squared"],
 flags.DEFINE_float("zero_weight", 0.1, "Weight of absent items in weighted_squared.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("batch_size", 256, "Rows per training step.")
-flags.DEFINE_integer("epochs", 30, "Most training epochs (early stopping on validation).")
+flags.DEFINE_integer("epochs", fit.FitConfig.epochs,
+                     "Most training epochs (early stopping on validation).")
+flags.DEFINE_integer("patience", fit.FitConfig.patience,
+                     "Epochs without a better validation metric before stopping.")
 flags.DEFINE_list("ease_l2_weights", ["10", "100", "500", "2000"],
                   "EASE L2 weights to try; the best on validation is kept.")
 flags.DEFINE_integer("ease_max_items", 20000, "EASE keeps at most this many frequent items.")
@@ -137,7 +140,8 @@ def _config_from_flags() -> experiment.ExperimentConfig:
       fit=fit.FitConfig(hidden_units=tuple(int(u) for u in FLAGS.hidden_units),
                         input_dropout=FLAGS.input_dropout, l2_weight=FLAGS.l2_weight,
                         zero_weight=FLAGS.zero_weight, learning_rate=FLAGS.learning_rate,
-                        batch_size=FLAGS.batch_size, epochs=FLAGS.epochs),
+                        batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+                        patience=FLAGS.patience),
       losses=tuple(FLAGS.losses), ease_l2_weights=tuple(float(v) for v in FLAGS.ease_l2_weights),
       ease_max_items=FLAGS.ease_max_items)
 

@@ -69,7 +69,7 @@ def test_fit_learns_blocks_and_keeps_the_best_epoch():
                                                 learning_rate=0.01, batch_size=32), validate)
   assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5]  # stopped after patience
   np.testing.assert_allclose(fit.predict_scores(model, train[:2]), calls[1], rtol=1e-6)
-  trained, _ = fit.fit(train, fit.FitConfig(hidden_units=(8,), epochs=20, learning_rate=0.01,
+  trained, _ = fit.fit(train, fit.FitConfig(hidden_units=(8,), epochs=8, learning_rate=0.03,
                                             batch_size=32))
   scores = fit.predict_scores(trained, train[:2])
   # Row 0 is block 0, row 1 block 1: each scores its own block's items higher.

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 import tf_serving_fake
 from keras_autorec.implicit import interactions, model as model_lib
@@ -81,3 +82,27 @@ def test_client_through_fake_tf_serving(base_dir):
   assert tags.tolist() == [["night", "calm"], ["calm", "jazz"]]
   assert song_scores.dtype == np.float32 and tag_scores.shape == (2, 2)
   np.testing.assert_array_equal(song_scores[0], [28, 27, 26])
+
+
+def cli_flags(*args):
+  flag_values = flags.FlagValues()
+  client_lib.define_flags(flag_values)
+  return flag_values(["client", *args]), flag_values
+
+
+def test_cli_complete_playlist(base_dir, capsys):
+  with tf_serving_fake.FakeTFServing(base_dir, MODEL_NAME) as server:
+    argv, flag_values = cli_flags(f"--server={server.target}", f"--model_name={MODEL_NAME}",
+                                  "complete_playlist", "--song_ids=129,128", "--tags=night",
+                                  "--k=2")
+    assert client_lib.run_command(argv, flag_values) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "playlist  rank  item_id  score",
+        "songs     1     127      27.0000",
+        "songs     2     126      26.0000",
+        "tags      1     calm     32.0000",
+        "tags      2     jazz     31.0000",
+    ]
+    argv, flag_values = cli_flags(f"--server={server.target}", "complete_playlist")
+    assert client_lib.run_command(argv, flag_values) == 2
+    assert "complete_playlist needs --song_ids or --tags" in capsys.readouterr().err

@@ -41,24 +41,40 @@ def _genre_members(num_members: int, num_genres: int, rng) -> list[np.ndarray]:
   return [np.flatnonzero(genre == g) for g in range(num_genres)]
 
 
-def _draw(members: np.ndarray, count: int, exponent: float, rng) -> np.ndarray:
-  """`count` distinct members (fewer if the genre is small), by Zipf weight of their rank."""
-  count = min(count, members.size)
-  weights = 1.0 / np.arange(1, members.size + 1) ** exponent
-  return rng.choice(members, size=count, replace=False, p=weights / weights.sum())
+class _GenreSampler:
+  """Draws distinct members of each genre by Zipf weight of their rank in the genre."""
+
+  def __init__(self, members_by_genre: list[np.ndarray], exponent: float):
+    self.members = members_by_genre
+    self.cumulative = []
+    for members in members_by_genre:
+      weights = np.cumsum(1.0 / np.arange(1, members.size + 1) ** exponent)
+      self.cumulative.append(weights / weights[-1])
+
+  def draw(self, genre: int, count: int, rng) -> np.ndarray:
+    """`count` distinct members (fewer only if the genre is smaller), in draw order."""
+    members, cumulative = self.members[genre], self.cumulative[genre]
+    count = min(count, members.size)
+    drawn = np.zeros(0, dtype=np.int64)
+    # Sampling with replacement and keeping first occurrences draws without replacement by
+    # the same weights; a few rounds suffice unless the genre is nearly exhausted.
+    while drawn.size < count:
+      picks = np.searchsorted(cumulative, rng.random(2 * count + 8), side="right")
+      picks = np.concatenate([drawn, np.minimum(picks, members.size - 1)])
+      _, first = np.unique(picks, return_index=True)
+      drawn = picks[np.sort(first)]
+    return members[drawn[:count]]
 
 
-def _playlist(config: SyntheticMelonConfig, songs_by_genre, tags_by_genre, rng):
+def _playlist(config: SyntheticMelonConfig, songs: _GenreSampler, tags: _GenreSampler, rng):
   main, second = rng.choice(config.num_genres, size=2, replace=False)
   num_songs = int(rng.integers(config.min_songs, config.max_songs + 1))
   num_main = int(round(num_songs * config.main_genre_fraction))
-  songs = np.concatenate([
-      _draw(songs_by_genre[main], num_main, config.popularity_exponent, rng),
-      _draw(songs_by_genre[second], num_songs - num_main, config.popularity_exponent, rng)])
-  rng.shuffle(songs)
+  playlist_songs = np.concatenate([songs.draw(main, num_main, rng),
+                                   songs.draw(second, num_songs - num_main, rng)])
+  rng.shuffle(playlist_songs)
   num_tags = int(rng.integers(config.min_tags, config.max_tags + 1))
-  tags = _draw(tags_by_genre[main], num_tags, config.popularity_exponent, rng)
-  return songs, tags
+  return playlist_songs, tags.draw(main, num_tags, rng)
 
 
 def generate_records(config: SyntheticMelonConfig) -> list[dict]:
@@ -66,14 +82,16 @@ def generate_records(config: SyntheticMelonConfig) -> list[dict]:
   rng = np.random.default_rng(config.seed)
   # Song ids are a random permutation so that id order says nothing about genre or popularity.
   song_ids = rng.permutation(config.num_songs)
-  songs_by_genre = [song_ids[members] for members in
-                    _genre_members(config.num_songs, config.num_genres, rng)]
-  tags_by_genre = _genre_members(config.num_tags, config.num_genres, rng)
+  songs = _GenreSampler([song_ids[members] for members in
+                         _genre_members(config.num_songs, config.num_genres, rng)],
+                        config.popularity_exponent)
+  tags = _GenreSampler(_genre_members(config.num_tags, config.num_genres, rng),
+                       config.popularity_exponent)
   records = []
   for playlist_id in range(config.num_playlists):
-    songs, tags = _playlist(config, songs_by_genre, tags_by_genre, rng)
-    records.append({"id": playlist_id, "songs": songs.tolist(),
-                    "tags": [f"tag{tag}" for tag in tags.tolist()],
+    playlist_songs, playlist_tags = _playlist(config, songs, tags, rng)
+    records.append({"id": playlist_id, "songs": playlist_songs.tolist(),
+                    "tags": [f"tag{tag}" for tag in playlist_tags.tolist()],
                     "plylst_title": "", "like_cnt": int(rng.integers(0, 100)),
                     "updt_date": "2020-01-01 00:00:00.000"})
   return records

@@ -27,8 +27,8 @@ class FitConfig:
   zero_weight: float = 0.1
   learning_rate: float = 1e-3
   batch_size: int = 256
-  epochs: int = 30
-  patience: int = 3  # Epochs without a better validation metric before stopping.
+  epochs: int = 200
+  patience: int = 10  # Epochs without a better validation metric before stopping.
   seed: int = 0
 
 
@@ -57,7 +57,7 @@ class ModelScorer:
 def _train_step(model: PlaylistAutoRec, optimizer):
   spec = tf.SparseTensorSpec([None, model.num_items], tf.float32)
 
-  @tf.function(input_signature=[spec])
+  @tf.function(input_signature=[spec], autograph=False)
   def step(inputs):
     with tf.GradientTape() as tape:
       loss = model.compute_row_loss(inputs, training=True)

@@ -72,7 +72,7 @@ class PlaylistCompleter(tf.Module):
     top = tf.math.top_k(scores[:, first:last], k=k)
     return tf.gather(vocabulary, top.indices), top.values
 
-  @tf.function(input_signature=_INPUT_SPECS)
+  @tf.function(input_signature=_INPUT_SPECS, autograph=False)
   def complete_playlist(self, song_ids, tags):
     """The top songs and tags completing each playlist, its own songs and tags excluded."""
     rows, indices = self._input_rows(song_ids, tags)
