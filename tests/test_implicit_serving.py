@@ -13,6 +13,7 @@ import tf_serving_fake
 from keras_autorec.implicit import interactions, model as model_lib
 from keras_autorec.implicit import serving
 from keras_autorec.serving import client as client_lib
+from keras_autorec.serving import warmup
 
 MODEL_NAME = "playlists"
 CATALOG = interactions.Catalog(np.array([f"{s}" for s in range(100, 130)], dtype=object),
@@ -68,7 +69,7 @@ def test_tf1_session_loader(base_dir):
 
 
 def test_warmup_records_and_no_partial_directory(base_dir):
-  records = list(tf.data.TFRecordDataset(os.path.join(base_dir, "1", serving.WARMUP_FILE)))
+  records = list(tf.data.TFRecordDataset(os.path.join(base_dir, "1", warmup.WARMUP_FILE)))
   assert len(records) == 2
   assert sorted(os.listdir(base_dir)) == ["1"]
 

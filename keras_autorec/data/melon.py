@@ -82,13 +82,25 @@ def _parse_playlist(path: str, position: int, playlist) -> tuple[int, list[int],
   return playlist_id, songs, tags, title
 
 
-def parse_playlists(text: str, path: str) -> Playlists:
-  """Playlists from the JSON text of file `path` (named in errors)."""
+def _parse_json(text: str, path: str):
   try:
-    records = json.loads(text)
+    return json.loads(text)
   except json.JSONDecodeError as error:
     raise MelonFormatError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: "
                            f"{error.msg}") from None
+
+
+def _read_text(path: str) -> str:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return f.read()
+  except UnicodeDecodeError as error:
+    raise MelonFormatError(f"{path}: not UTF-8 text: {error}") from None
+
+
+def parse_playlists(text: str, path: str) -> Playlists:
+  """Playlists from the JSON text of file `path` (named in errors)."""
+  records = _parse_json(text, path)
   if not isinstance(records, list):
     raise MelonFormatError(f"{path}: expected a JSON list of playlists, got "
                            f"{type(records).__name__}")
@@ -109,22 +121,12 @@ def parse_playlists(text: str, path: str) -> Playlists:
 
 def read_playlists(path: str) -> Playlists:
   """Playlists of one Melon JSON file."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
-  except UnicodeDecodeError as error:
-    raise MelonFormatError(f"{path}: not UTF-8 text: {error}") from None
-  return parse_playlists(text, path)
+  return parse_playlists(_read_text(path), path)
 
 
 def read_song_genres(path: str) -> dict[int, list[str]]:
   """Song id -> genre codes (`song_gn_gnr_basket`) from song_meta.json."""
-  with open(path, encoding="utf-8") as f:
-    try:
-      records = json.load(f)
-    except json.JSONDecodeError as error:
-      raise MelonFormatError(f"{path}: invalid JSON at line {error.lineno} column "
-                             f"{error.colno}: {error.msg}") from None
+  records = _parse_json(_read_text(path), path)
   if not isinstance(records, list):
     raise MelonFormatError(f"{path}: expected a JSON list of songs")
   genres = {}

@@ -20,11 +20,10 @@ import tensorflow as tf
 from keras_autorec.implicit import model as model_lib
 from keras_autorec.implicit.interactions import Catalog
 from keras_autorec.implicit.model import PlaylistAutoRec
-from keras_autorec.serving import publish
+from keras_autorec.serving import publish, warmup
 
 SIGNATURE_NAME = "complete_playlist"
 SONG_K, TAG_K = 100, 10
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _INPUT_SPECS = (tf.TensorSpec([None, None], tf.string, name="song_ids"),
                 tf.TensorSpec([None, None], tf.string, name="tags"))
 
@@ -87,29 +86,14 @@ class PlaylistCompleter(tf.Module):
             "tag_scores": tag_scores}
 
 
-def warmup_requests(catalog: Catalog) -> list[dict[str, np.ndarray]]:
+def warmup_requests(catalog: Catalog) -> list[tuple[str, dict[str, np.ndarray]]]:
   """Batches of 1 and 4 playlists with known, unknown and padding ids."""
   songs = catalog.song_ids[:3].astype(str).tolist()
   tags = catalog.tag_ids[:1].astype(str).tolist()
   one = {"song_ids": np.array([songs + ["__unknown__"]], dtype=object),
          "tags": np.array([tags + [""]], dtype=object)}
   four = {name: np.repeat(value, 4, axis=0) for name, value in one.items()}
-  return [one, four]
-
-
-def write_warmup(path: str, requests: list[dict[str, np.ndarray]]) -> None:
-  """TF Serving's PredictionLog warmup TFRecord of `complete_playlist` requests."""
-  from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with tf.io.TFRecordWriter(path) as writer:
-    for inputs in requests:
-      request = predict_pb2.PredictRequest()
-      request.model_spec.signature_name = SIGNATURE_NAME
-      for name, value in inputs.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-      log = prediction_log_pb2.PredictionLog(
-          predict_log=prediction_log_pb2.PredictLog(request=request))
-      writer.write(log.SerializeToString())
+  return [(SIGNATURE_NAME, one), (SIGNATURE_NAME, four)]
 
 
 def export_complete_playlist(model: PlaylistAutoRec, catalog: Catalog, base_dir: str,
@@ -120,7 +104,7 @@ def export_complete_playlist(model: PlaylistAutoRec, catalog: Catalog, base_dir:
   with publish.partial_directory(base_dir) as partial_dir:
     tf.saved_model.save(completer, partial_dir,
                         signatures={SIGNATURE_NAME: function, "serving_default": function})
-    write_warmup(os.path.join(partial_dir, WARMUP_FILE), warmup_requests(catalog))
+    warmup.write_warmup_requests(partial_dir, warmup_requests(catalog))
     with open(os.path.join(partial_dir, "assets.extra", "metadata.json"), "w") as f:
       json.dump({"signature": SIGNATURE_NAME, "song_k": completer.song_k,
                  "tag_k": completer.tag_k, "num_songs": catalog.num_songs,

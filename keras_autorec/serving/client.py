@@ -233,11 +233,7 @@ class AutoRecClient:
     `with_ratings` adds the listed items' predicted ratings, as in `recommend`.
     """
     _check_k(k)
-    if isinstance(item_ids, (str, bytes)) or isinstance(ratings, (str, bytes)):
-      raise TypeError("item_ids and ratings must be one list per user")
-    if len(item_ids) != len(ratings):
-      raise ValueError(f"item_ids and ratings must have one list per user each, "
-                       f"got {len(item_ids)} and {len(ratings)}")
+    _check_parallel_lists(item_ids, ratings, "item_ids", "ratings", "user")
     user_item_ids = [_as_id_vector(ids, f"item_ids[{user}]") for user, ids in enumerate(item_ids)]
     user_ratings = [np.asarray(values, dtype=np.float32).reshape(-1) for values in ratings]
     for user, (ids, values) in enumerate(zip(user_item_ids, user_ratings)):
@@ -288,11 +284,7 @@ class AutoRecClient:
     """
     _check_k(k)
     _check_k(tag_k)
-    if isinstance(song_ids, (str, bytes)) or isinstance(tags, (str, bytes)):
-      raise TypeError("song_ids and tags must be one list per playlist")
-    if len(song_ids) != len(tags):
-      raise ValueError(f"song_ids and tags must have one list per playlist each, "
-                       f"got {len(song_ids)} and {len(tags)}")
+    _check_parallel_lists(song_ids, tags, "song_ids", "tags", "playlist")
     songs = [_as_id_vector(ids, f"song_ids[{row}]") for row, ids in enumerate(song_ids)]
     labels = [_as_id_vector(ids, f"tags[{row}]") for row, ids in enumerate(tags)]
     row_bytes = np.array([_id_bytes(a).sum() + _id_bytes(b).sum() for a, b in zip(songs, labels)],
@@ -477,6 +469,15 @@ class AutoRecClient:
 def _check_k(k: int | None) -> None:
   if k is not None and k < 1:
     raise ValueError(f"k must be a positive number of items, got {k}")
+
+
+def _check_parallel_lists(first, second, first_name: str, second_name: str, row: str) -> None:
+  """Two arguments must each hold one list per row, as many lists each."""
+  if isinstance(first, (str, bytes)) or isinstance(second, (str, bytes)):
+    raise TypeError(f"{first_name} and {second_name} must be one list per {row}")
+  if len(first) != len(second):
+    raise ValueError(f"{first_name} and {second_name} must have one list per {row} each, "
+                     f"got {len(first)} and {len(second)}")
 
 
 def _as_id_vector(ids: Sequence[str], what: str) -> np.ndarray:
