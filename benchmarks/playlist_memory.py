@@ -61,15 +61,17 @@ def main() -> None:
              for first in range(0, order.size, args.batch_size)]
   step(fit.to_sparse_tensor(rows[batches[0]]))  # warm-up: tracing and optimizer slots
   timed = batches[1:1 + args.steps] if args.steps else batches
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   for batch in timed:
     float(step(fit.to_sparse_tensor(rows[batch])))
   seconds = (time.perf_counter() - start) / len(timed)
+  cpu_seconds = (time.process_time() - cpu_start) / len(timed)
   parameters = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
   print(f"model: {parameters / 1e6:.1f} M parameters ({parameters * 4 / 2**30:.2f} GiB float32, "
         f"x3 with Adam's slots); {seconds:.2f} s per {args.batch_size}-row step over "
         f"{len(timed)} steps, epoch ({len(batches)} steps) "
-        f"{'measured' if not args.steps else 'extrapolated'} {seconds * len(batches):.0f} s")
+        f"{'measured' if not args.steps else 'extrapolated'} {seconds * len(batches):.0f} s; "
+        f"CPU {cpu_seconds:.2f} s per step (all threads)")
   print(f"peak RSS {peak_rss_gib():.2f} GiB; load average {os.getloadavg()[0]:.1f}")
 
 
