@@ -31,6 +31,9 @@ setup(
         # `python -m keras_autorec.tune`; its default Bayesian oracle needs scikit-learn.
         "keras-tuner>=1.4.7,<1.5",
         "scikit-learn>=1.3",
+        # Implicit feedback (keras_autorec.implicit): sparse rows and keras-rs's NDCG.
+        "scipy>=1.10",
+        "keras-rs>=0.4,<0.5",
     ],
     extras_require={
         "serving": ["tensorflow-serving-api>=2.21,<2.22", "grpcio>=1.60"],

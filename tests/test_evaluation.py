@@ -83,3 +83,40 @@ def test_recall_at_k_divides_by_the_attainable_hits():
   assert evaluation.recall_at_k(2, 3, k=10) == pytest.approx(2 / 3)
   assert evaluation.recall_at_k(4, 20, k=10) == pytest.approx(0.4)
   assert evaluation.recall_at_k(10, 10, k=10) == 1.0
+
+
+# Top-N ranking metrics of implicit feedback.
+
+def test_ranking_hits():
+  from scipy import sparse
+  relevant = sparse.csr_matrix(np.array([[0, 1, 0, 1], [1, 0, 0, 0]], dtype=np.float32))
+  hits = evaluation.ranking_hits(np.array([[3, 0, -1], [2, 1, 0]]), relevant)
+  assert hits.tolist() == [[True, False, False], [False, False, True]]
+
+
+def test_mean_ndcg_at_k_by_hand():
+  discount = 1.0 / np.log2(np.arange(2, 6))
+  hits = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=bool)
+  # Row 0: 2 hits of 3 relevant; row 1: 1 hit of 6 relevant (ideal capped at k=4); row 2 has
+  # none relevant and is left out of the mean.
+  expected = np.mean([(discount[0] + discount[2]) / discount[:3].sum(),
+                      discount[1] / discount.sum()])
+  value = evaluation.mean_ndcg_at_k(hits, np.array([3, 6, 0]), k=4)
+  assert value == pytest.approx(expected, rel=1e-6)
+  # Only the top k count: a hit at rank 3 is outside NDCG@2.
+  assert evaluation.mean_ndcg_at_k(hits[:1], np.array([2]), k=2) == pytest.approx(
+      discount[0] / discount[:2].sum(), rel=1e-6)
+  assert math.isnan(evaluation.mean_ndcg_at_k(hits, np.zeros(3), k=4))
+
+
+def test_mean_recall_at_k_divides_by_min_of_k_and_relevant():
+  hits = np.array([[1, 0, 1, 1], [0, 1, 0, 0]], dtype=bool)
+  # Row 0: 2 hits in the top 2... of 5 relevant -> 1/min(2, 5); row 1: 1 of 1 relevant.
+  assert evaluation.mean_recall_at_k(hits, np.array([5, 1]), k=2) == pytest.approx(
+      (1 / 2 + 1 / 1) / 2)
+  assert evaluation.mean_recall_at_k(hits, np.array([5, 1]), k=4) == pytest.approx(
+      (3 / 4 + 1 / 1) / 2)
+
+
+def test_melon_score_weights():
+  assert evaluation.melon_score(0.2, 0.6) == pytest.approx(0.85 * 0.2 + 0.15 * 0.6)

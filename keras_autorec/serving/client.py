@@ -14,6 +14,8 @@ Commands:
                                                  top items for an unseen user's ratings
   similar_items --item_id=242 [--k=10]           most similar items
   metadata                                       the served version and its signatures
+  complete_playlist --song_ids=525514,129701 --tags=락 [--k=10]
+                                                 songs and tags completing a playlist
 """
 
 from __future__ import annotations
@@ -231,11 +233,7 @@ class AutoRecClient:
     `with_ratings` adds the listed items' predicted ratings, as in `recommend`.
     """
     _check_k(k)
-    if isinstance(item_ids, (str, bytes)) or isinstance(ratings, (str, bytes)):
-      raise TypeError("item_ids and ratings must be one list per user")
-    if len(item_ids) != len(ratings):
-      raise ValueError(f"item_ids and ratings must have one list per user each, "
-                       f"got {len(item_ids)} and {len(ratings)}")
+    _check_parallel_lists(item_ids, ratings, "item_ids", "ratings", "user")
     user_item_ids = [_as_id_vector(ids, f"item_ids[{user}]") for user, ids in enumerate(item_ids)]
     user_ratings = [np.asarray(values, dtype=np.float32).reshape(-1) for values in ratings]
     for user, (ids, values) in enumerate(zip(user_item_ids, user_ratings)):
@@ -272,6 +270,46 @@ class AutoRecClient:
         self.similar_items_signature, _id_bytes(item_ids), self.max_batch_size,
         lambda rows: {"item_id": item_ids[rows]})
     return self._top_k(outputs, k, self.similar_items_signature)
+
+  # Playlist continuation (keras_autorec.implicit.serving's complete_playlist signature).
+
+  def complete_playlist(self, song_ids: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
+                        k: int | None = None, tag_k: int | None = None,
+                        signature_name: str = "complete_playlist") -> tuple[np.ndarray, ...]:
+    """(song_ids [B, k], song_scores [B, k], tags [B, tag_k], tag_scores [B, tag_k]) completing
+    each playlist, given as its song ids and tags (one list each per playlist).
+
+    Lists are padded client-side with the empty id; the model ignores padding and unknown ids
+    and never returns a playlist's own songs or tags. k / tag_k trim the exported K.
+    """
+    _check_k(k)
+    _check_k(tag_k)
+    _check_parallel_lists(song_ids, tags, "song_ids", "tags", "playlist")
+    songs = [_as_id_vector(ids, f"song_ids[{row}]") for row, ids in enumerate(song_ids)]
+    labels = [_as_id_vector(ids, f"tags[{row}]") for row, ids in enumerate(tags)]
+    row_bytes = np.array([_id_bytes(a).sum() + _id_bytes(b).sum() for a, b in zip(songs, labels)],
+                         dtype=np.int64)
+
+    def padded(lists: list[np.ndarray]) -> np.ndarray:
+      array = np.full((len(lists), max([1] + [len(ids) for ids in lists])), PADDING_ITEM_ID,
+                      dtype=object)
+      for row, ids in enumerate(lists):
+        array[row, :len(ids)] = ids
+      return array
+
+    outputs = self._predict_in_chunks(
+        signature_name, row_bytes, self.max_batch_size,
+        lambda rows: {"song_ids": padded(songs[rows]), "tags": padded(labels[rows])})
+    results = []
+    for ids_name, scores_name, limit in (("song_ids", "song_scores", k),
+                                         ("tags", "tag_scores", tag_k)):
+      ids = _decode_ids(self._output(outputs, ids_name, signature_name))
+      scores = self._output(outputs, scores_name, signature_name).astype(np.float32)
+      if limit is not None and limit > scores.shape[-1]:
+        raise ValueError(f"k={limit} exceeds the {scores.shape[-1]} {ids_name} signature "
+                         f"{signature_name!r} was exported to return")
+      results += [ids[:, :limit], scores[:, :limit]]
+    return tuple(results)
 
   def metadata(self) -> dict[str, Any]:
     """The served model's name, version and, per signature, its inputs and outputs.
@@ -433,6 +471,15 @@ def _check_k(k: int | None) -> None:
     raise ValueError(f"k must be a positive number of items, got {k}")
 
 
+def _check_parallel_lists(first, second, first_name: str, second_name: str, row: str) -> None:
+  """Two arguments must each hold one list per row, as many lists each."""
+  if isinstance(first, (str, bytes)) or isinstance(second, (str, bytes)):
+    raise TypeError(f"{first_name} and {second_name} must be one list per {row}")
+  if len(first) != len(second):
+    raise ValueError(f"{first_name} and {second_name} must have one list per {row} each, "
+                     f"got {len(first)} and {len(second)}")
+
+
 def _as_id_vector(ids: Sequence[str], what: str) -> np.ndarray:
   """Ids as a 1-D object array of str; ints are accepted since MovieLens ids look numeric."""
   if isinstance(ids, (str, bytes)):
@@ -520,7 +567,8 @@ def _describe_tensors(tensor_infos) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
-COMMANDS = ("predict", "recommend", "recommend_for_ratings", "similar_items", "metadata")
+COMMANDS = ("predict", "recommend", "recommend_for_ratings", "similar_items", "metadata",
+            "complete_playlist")
 # The command flags each command accepts; the first entries are required.
 _COMMAND_FLAGS = {
     "predict": (("user_id", "item_id"), ()),
@@ -528,8 +576,9 @@ _COMMAND_FLAGS = {
     "recommend_for_ratings": (("ratings",), ("k",)),
     "similar_items": (("item_id",), ("k",)),
     "metadata": ((), ()),
+    "complete_playlist": ((), ("song_ids", "tags", "k")),
 }
-_ALL_COMMAND_FLAGS = ("user_id", "item_id", "ratings", "k")
+_ALL_COMMAND_FLAGS = ("user_id", "item_id", "ratings", "k", "song_ids", "tags")
 
 
 class CommandLineError(Exception):
@@ -553,6 +602,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_list("user_id", None, "User id(s), comma-separated.", flag_values=flag_values)
   flags.DEFINE_list("item_id", None, "Item id(s), comma-separated.", flag_values=flag_values)
   flags.DEFINE_list("ratings", None, "One user's ratings as item_id:rating,...",
+                    flag_values=flag_values)
+  flags.DEFINE_list("song_ids", None, "complete_playlist: the playlist's song ids.",
+                    flag_values=flag_values)
+  flags.DEFINE_list("tags", None, "complete_playlist: the playlist's tags.",
                     flag_values=flag_values)
   flags.DEFINE_integer("k", None, "Number of items to return; default: all exported.",
                        lower_bound=1, flag_values=flag_values)
@@ -671,7 +724,20 @@ def _run(client: AutoRecClient, command: str, flag_values: flags.FlagValues) -> 
   if command == "similar_items":
     return _ranked_records("item_id", flag_values.item_id,
                            *client.similar_items(flag_values.item_id, k))
+  if command == "complete_playlist":
+    return _completion_records(client, flag_values.song_ids or [], flag_values.tags or [], k)
   return client.metadata()
+
+
+def _completion_records(client: AutoRecClient, song_ids: list[str], tags: list[str],
+                        k: int | None) -> list[dict[str, Any]]:
+  """The top k songs, then all exported tags, completing one playlist, as ranked records."""
+  if not song_ids and not tags:
+    raise CommandLineError("complete_playlist needs --song_ids or --tags")
+  songs, song_scores, tag_names, tag_scores = client.complete_playlist(
+      [song_ids], [tags], k)
+  return (_ranked_records("playlist", ["songs"], songs, song_scores)
+          + _ranked_records("playlist", ["tags"], tag_names, tag_scores))
 
 
 def _ranked_records(query_name: str, queries: Sequence[str], item_ids: np.ndarray,

@@ -1,0 +1,1 @@
+"""Implicit-feedback AutoRec: playlists (Melon) and positive-only MovieLens, ranked top-N."""
