@@ -40,10 +40,10 @@ flags.DEFINE_integer("max_trials", tuning.DEFAULT_MAX_TRIALS, "Most trials (the 
                      "is exhausted; 0 = the whole grid).")
 flags.DEFINE_list("tune_lambdas", [str(v) for v in tuning.DEFAULT_LAMBDAS], "The paper's "
                   "lambda values to try, each as --l2_lambda (the paper's grid: "
-                  "0.001,0.01,0.1,1,100,1000).")
+                  f"{','.join(f'{v:g}' for v in tuning.PAPER_LAMBDAS)}).")
 flags.DEFINE_list("tune_hidden_units", [str(k) for k in tuning.DEFAULT_HIDDEN_UNITS],
                   "Hidden units k to try (one hidden layer; the paper's grid: "
-                  "10,20,40,80,100,200,300,400,500).")
+                  f"{','.join(str(k) for k in tuning.PAPER_HIDDEN_UNITS)}).")
 flags.DEFINE_list("tune_activations", list(tuning.AutoRecSpace.activations),
                   "encoder:decoder activation pairs to try, e.g. sigmoid:identity,elu:identity.")
 flags.DEFINE_list("tune_optimizers", list(tuning.AutoRecSpace.optimizers),

@@ -28,8 +28,8 @@ from keras_autorec.data.splits import RatingsSplit
 PAPER_LAMBDAS = (0.001, 0.01, 0.1, 1.0, 100.0, 1000.0)
 PAPER_HIDDEN_UNITS = (10, 20, 40, 80, 100, 200, 300, 400, 500)
 # The default search: lambda and k around what had the best validation RMSE on both ML-100K and
-# ML-1M (lambda 200-300, k 500; README, "Tuning"). Six points, so the default --max_trials covers
-# them all at about ten ML-1M trials' cost; the paper's grids stay reachable through the flags.
+# ML-1M (lambda 200-300, k 500; README, "Tuning"). Six points, so the default --max_trials tries
+# them all (on ML-1M about 2-3 minutes each); the paper's grids stay reachable through the flags.
 DEFAULT_LAMBDAS = (100.0, 200.0, 300.0)
 DEFAULT_HIDDEN_UNITS = (400, 500)
 DEFAULT_MAX_TRIALS = len(DEFAULT_LAMBDAS) * len(DEFAULT_HIDDEN_UNITS)
