@@ -124,8 +124,12 @@ def summary_text(summary: dict) -> str:
     return f"{summary[key + '_mean']:.4f}{ci95}"
 
   runs = f"{summary['repeats']} runs, mean +/- 95% CI" if summary["repeats"] > 1 else "1 run"
-  validation = (" (of the early-stopped model; the refit then trained on validation too)"
-                if summary.get("refit") else "")
+  notes = ["of the early-stopped model"] if summary.get("refit") else []
+  if any("validation_rmse_in_sample" in run for run in summary.get("runs", ())):
+    notes.append("the blend scored on the half of validation it was not fitted on")
+  if summary.get("refit"):
+    notes.append("the refit then trained on validation too")
+  validation = f" ({'; '.join(notes)})" if notes else ""
   return (f"{summary['model']} on {summary['dataset']} ({runs}): test RMSE {mean('test_rmse')}, "
           f"MAE {mean('test_mae')}; validation RMSE {mean('validation_rmse')}{validation}")
 

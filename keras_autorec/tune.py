@@ -26,7 +26,7 @@ import sys
 from absl import app, flags
 from keras_tuner.src.distribute import utils as distribute_utils
 
-from keras_autorec import cli_flags, train, tuning
+from keras_autorec import cli_flags, train, training, tuning
 from keras_autorec.data.splits import load_splits
 
 FLAGS = flags.FLAGS
@@ -35,13 +35,15 @@ flags.DEFINE_string("tune_dir", "tuning", "Where KerasTuner stores the trials; a
                     "started again on the same folder and project resumes.")
 flags.DEFINE_string("project_name", "autorec", "Sub-folder of --tune_dir holding this search.")
 flags.DEFINE_enum("oracle", "bayesian", list(tuning.ORACLES), "KerasTuner oracle.")
-flags.DEFINE_integer("max_trials", 15, "Most trials (the grid oracle also stops when the grid "
+flags.DEFINE_integer("max_trials", tuning.DEFAULT_MAX_TRIALS, "Most trials (the default "
+                     "covers the default search space; the grid oracle also stops when the grid "
                      "is exhausted; 0 = the whole grid).")
 flags.DEFINE_list("tune_lambdas", [str(v) for v in tuning.DEFAULT_LAMBDAS], "The paper's "
-                  "lambda values to try, fitted as l2_weight = lambda / (2 N training ratings) "
-                  "(the paper's grid: 0.001,0.01,0.1,1,100,1000).")
-flags.DEFINE_list("tune_hidden_units", [str(k) for k in tuning.PAPER_HIDDEN_UNITS],
-                  "Hidden units k to try (one hidden layer).")
+                  "lambda values to try, each as --l2_lambda (the paper's grid: "
+                  f"{','.join(f'{v:g}' for v in tuning.PAPER_LAMBDAS)}).")
+flags.DEFINE_list("tune_hidden_units", [str(k) for k in tuning.DEFAULT_HIDDEN_UNITS],
+                  "Hidden units k to try (one hidden layer; the paper's grid: "
+                  f"{','.join(str(k) for k in tuning.PAPER_HIDDEN_UNITS)}).")
 flags.DEFINE_list("tune_activations", list(tuning.AutoRecSpace.activations),
                   "encoder:decoder activation pairs to try, e.g. sigmoid:identity,elu:identity.")
 flags.DEFINE_list("tune_optimizers", list(tuning.AutoRecSpace.optimizers),
@@ -67,7 +69,8 @@ def trial_rows(tuner: tuning.SplitTuner, num_train_ratings: int) -> list[dict]:
   best_id = tuner.best_trial().trial_id
   rows = []
   for trial in tuner.trials():
-    l2_weight = tuning.paper_lambda_to_l2_weight(trial.params["paper_lambda"], num_train_ratings)
+    l2_weight = training.ModelConfig(l2_lambda=trial.params["paper_lambda"]).l2_weight_for(
+        num_train_ratings)
     rows.append({"trial": trial.trial_id, "status": trial.status, **trial.params,
                  "l2_weight": f"{l2_weight:.3g}", "validation_rmse": f"{trial.validation_rmse:.4f}",
                  "best_epoch": trial.best_epoch, "seconds": f"{trial.seconds:.1f}",
@@ -118,8 +121,7 @@ def main(argv):
     print(markdown)
     print(f"Chosen on seed {split_config.seed}'s validation ratings (trial {best.trial_id}): "
           f"{best.params}, validation RMSE {best.validation_rmse:.4f}")
-    chosen_model, chosen_train = tuning.autorec_configs(best.params, num_train, model_config,
-                                                        train_config)
+    chosen_model, chosen_train = tuning.autorec_configs(best.params, model_config, train_config)
     summary = train.run(data_config, split_config, chosen_model, chosen_train, FLAGS.repeats,
                         train.export_config_from_flags(data_config), FLAGS.refit)
   except (ValueError, OSError) as error:

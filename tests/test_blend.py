@@ -83,7 +83,39 @@ def test_fit_and_evaluate_reports_the_blended_rmse(split, blended):
       float(np.sqrt(np.mean(np.square(split.test.rating - expected)))), abs=1e-5)
   # The refit's blend uses the refit's counts: train + validation ratings per row.
   assert trained.blend.row_counts.sum() == split.train.num_ratings + split.validation.num_ratings
-  assert metrics["validation_rmse"] <= metrics["validation_rmse_autorec_alone"] + 1e-6
+  # Scored where it was fitted, the blend cannot lose to AutoRec alone (weight 0 is on its grid).
+  assert metrics["validation_rmse_in_sample"] <= metrics["validation_rmse_autorec_alone"] + 1e-6
+
+
+def test_cross_fitted_validation_never_scores_a_blend_on_its_own_ratings(split, blended,
+                                                                         monkeypatch):
+  trained, _ = blended
+  fitted_on, scored = [], []
+  real_fit, real_evaluate = blend.fit_rating_blend, blend.evaluation.evaluate_ratings
+
+  def pairs(ratings):
+    return set(zip(ratings.user_index.tolist(), ratings.item_index.tolist()))
+
+  def recording_fit(model, layout, validation):
+    fitted_on.append(pairs(validation))
+    return real_fit(model, layout, validation)
+
+  def recording_evaluate(model, layout, ratings, *args, **kwargs):
+    errors = real_evaluate(model, layout, ratings, *args, **kwargs)
+    scored.append((pairs(ratings), errors))
+    return errors
+
+  monkeypatch.setattr(blend, "fit_rating_blend", recording_fit)
+  monkeypatch.setattr(blend.evaluation, "evaluate_ratings", recording_evaluate)
+  errors = blend.cross_fitted_errors(trained.model, trained.layout, split.validation,
+                                     fallback=trained.fallback)
+  assert len(fitted_on) == len(scored) == 2
+  for fitted, (scored_pairs, _) in zip(fitted_on, scored):
+    assert not fitted & scored_pairs and len(fitted | scored_pairs) == split.validation.num_ratings
+  halves = [half_errors for _, half_errors in scored]
+  assert errors.num_ratings == split.validation.num_ratings
+  assert errors.rmse == pytest.approx(np.sqrt(
+      sum(e.rmse ** 2 * e.num_ratings for e in halves) / split.validation.num_ratings))
 
 
 @pytest.mark.parametrize("rating_table_max_cells", [25_000_000, 0], ids=["table", "no_table"])

@@ -77,6 +77,9 @@ def test_summary_shows_a_confidence_interval_only_over_several_runs():
   several = train.summary_text({**summary, "repeats": 5, "refit": True})
   assert "(5 runs, mean +/- 95% CI): test RMSE 0.9000 +/- 0.9000" in several
   assert "the refit then trained on validation too" in several
+  blended = train.summary_text({**summary, "runs": [{"validation_rmse_in_sample": 0.8}]})
+  assert blended.endswith("validation RMSE 0.9000 (the blend scored on the half of validation "
+                          "it was not fitted on)")
 
 
 def test_exports_of_other_data_are_kept_apart_or_named(tmp_path, caplog):

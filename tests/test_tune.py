@@ -41,9 +41,10 @@ def test_a_three_trial_search_writes_the_table_and_exports_the_chosen_model(
   chosen = [row for row in rows if row["chosen"] == "yes"]
   assert len(chosen) == 1
   assert float(chosen[0]["validation_rmse"]) == min(float(row["validation_rmse"]) for row in rows)
-  # The trial's l2_weight is lambda / (2 N) with N the search split's 648 training ratings.
+  # The trial's l2_weight is train's for --l2_lambda: lambda / (2 N), N the search split's 648
+  # training ratings taken as 50,000.
   assert [float(row["l2_weight"]) for row in rows] == pytest.approx(
-      [v / (2 * 648) for v in (1.0, 100.0, 1000.0)], rel=1e-2)
+      [v / (2 * 50_000) for v in (1.0, 100.0, 1000.0)], rel=1e-2)
   markdown = (tune_dir / "autorec" / "trials.md").read_text()
   assert markdown.count("\n") == 2 + 3 and "| yes |" in markdown
   assert "| trial | status | paper_lambda |" in capsys.readouterr().out

@@ -12,9 +12,23 @@ from keras_autorec import training, tuning
 from keras_autorec.baselines import biased_mf
 
 
-def test_paper_lambda_converts_to_the_loss_scale():
-  assert tuning.paper_lambda_to_l2_weight(100.0, 50_000) == pytest.approx(1e-3)
-  assert tuning.paper_lambda_to_l2_weight(1.0, 1) == pytest.approx(0.5)
+def test_a_trial_lambda_is_set_as_train_sets_l2_lambda():
+  values = {"paper_lambda": 100.0, "hidden_units": 40, "activations": "sigmoid:identity",
+            "optimizer": "rprop", "learning_rate": 0.01}
+  model_config, _ = tuning.autorec_configs(values, training.ModelConfig(l2_weight=0.5),
+                                           training.TrainConfig())
+  # An explicit --l2_weight of the base configuration gives way to the trial's lambda.
+  assert (model_config.l2_lambda, model_config.l2_weight) == (100.0, None)
+  assert model_config.l2_weight_for(810_000) == pytest.approx(100.0 / 1_620_000)
+  assert model_config.l2_weight_for(648) == pytest.approx(1e-3)  # at least 50,000 ratings
+
+
+def test_the_default_trial_count_covers_the_default_space():
+  space = tuning.AutoRecSpace().hyperparameters()
+  points = np.prod([len(hp.values) for hp in space.space])
+  assert points == tuning.DEFAULT_MAX_TRIALS
+  assert {200.0, 300.0} <= set(tuning.AutoRecSpace().paper_lambdas)
+  assert 500 in tuning.AutoRecSpace().hidden_units
 
 
 def test_search_fits_without_test_ratings_and_picks_the_lowest_validation_rmse(split, tmp_path):
@@ -84,9 +98,9 @@ def test_tune_autorec_searches_the_converted_lambda_and_k_grid(split, tmp_path):
                                str(tmp_path))
   assert [(t.params["hidden_units"], t.params["paper_lambda"]) for t in result.trials] == [
       (4, 1.0), (4, 1000.0)]
-  model_config, _ = tuning.autorec_configs(result.trials[1].params, 5000, training.ModelConfig(),
+  model_config, _ = tuning.autorec_configs(result.trials[1].params, training.ModelConfig(),
                                            training.TrainConfig())
-  assert model_config.l2_weight == pytest.approx(0.1)
+  assert model_config.l2_lambda == 1000.0
   best = min(result.trials, key=lambda t: t.validation_rmse)
   assert result.best == best
   assert result.metrics["validation_rmse"] == pytest.approx(best.validation_rmse, abs=1e-4)
@@ -97,11 +111,11 @@ def test_autorec_configs_apply_every_searched_value():
   values = {"paper_lambda": 100.0, "hidden_units": 40, "activations": "elu:sigmoid",
             "optimizer": "adam", "learning_rate": 0.002}
   model_config, train_config = tuning.autorec_configs(
-      values, 50_000, training.ModelConfig(input_dropout=0.1), training.TrainConfig(epochs=7))
+      values, training.ModelConfig(input_dropout=0.1), training.TrainConfig(epochs=7))
   assert (model_config.hidden_units, model_config.encoder_activation,
           model_config.decoder_activation, model_config.input_dropout) == (
               (40,), "elu", "sigmoid", 0.1)
-  assert model_config.l2_weight == pytest.approx(1e-3)
+  assert model_config.l2_weight_for(50_000) == pytest.approx(1e-3)
   assert (train_config.optimizer, train_config.learning_rate, train_config.epochs) == (
       "adam", 0.002, 7)
 

@@ -94,8 +94,10 @@ def fit_and_evaluate(split: RatingsSplit, model_config: ModelConfig, train_confi
   Validation metrics are the early-stopped model's. Test metrics are the returned model's: with
   `refit`, one trained afresh on train + validation for the early-stopped number of epochs.
   With `train_config.blend`, the rare-rows blend is fitted on the early-stopped model's validation
-  predictions and every reported RMSE is blended (validation's, fitted there, is optimistic by
-  the blend's two parameters); `*_rmse_autorec_alone` are the model's alone, for comparison.
+  predictions and every reported RMSE is blended; the validation metrics are then two-fold
+  cross-fitted (`blend.cross_fitted_errors`), `validation_rmse_in_sample` is the optimistic
+  figure of the blend scored where it was fitted, and `*_rmse_autorec_alone` are the model's
+  alone, for comparison.
   """
   trained = fit(split, model_config, train_config)
   if train_config.blend and split.validation.num_ratings:
@@ -105,6 +107,11 @@ def fit_and_evaluate(split: RatingsSplit, model_config: ModelConfig, train_confi
     metrics.update(_autorec_alone(trained, split, train_config.default_rating, "validation"),
                    blend_offset=trained.blend.count_blend.offset,
                    blend_slope=trained.blend.count_blend.slope)
+    cross_fitted = blend_lib.cross_fitted_errors(trained.model, trained.layout, split.validation,
+                                                 train_config.default_rating, trained.fallback)
+    if cross_fitted is not None:
+      metrics.update(validation_rmse_in_sample=metrics["validation_rmse"],
+                     **cross_fitted.as_dict("validation"))
   if not refit or split.validation.num_ratings == 0:
     if trained.blend is not None:
       metrics.update(_autorec_alone(trained, split, train_config.default_rating, "test"))
