@@ -51,7 +51,8 @@ def _config(tmp_path, ratings_file: str, enable_cache: bool = True) -> pipeline.
       trainer=components.TrainerConfig(model=training.ModelConfig(hidden_units=(8,)),
                                        train=training.TrainConfig(epochs=5, verbose=0)),
       evaluator=components.EvaluatorConfig(rmse_threshold=5.0, change_threshold=0.02),
-      pusher=components.PusherConfig(serving_model_dir=str(tmp_path / "serving"), top_k=7),
+      pusher=components.PusherConfig(export.ExportConfig(export_dir=str(tmp_path / "serving"),
+                                                          top_k=7)),
       enable_cache=enable_cache)
 
 
@@ -198,7 +199,7 @@ def test_command_line_writes_a_spec_the_sdk_loads(tmp_path, capsys):
   evaluator = json.loads(parameters["evaluator_config"].default_value.string_value)
   assert evaluator["rmse_threshold"] == 0.95
   pusher = json.loads(parameters["pusher_config"].default_value.string_value)
-  assert pusher["serving_model_dir"] == "/mnt/models/autorec"
+  assert pusher["export"]["export_dir"] == "/mnt/models/autorec"
   assert len(spec.root.dag.tasks) == 7
 
 
