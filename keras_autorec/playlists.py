@@ -34,44 +34,48 @@ DATASETS = ("melon", "synthetic_melon") + MOVIELENS
 METRICS = {"melon": ("melon_score", "song_ndcg@100", "tag_ndcg@10"),
            "held_out_users": ("ndcg@100", "recall@20", "recall@50")}
 
-flags.DEFINE_enum("dataset", "synthetic_melon", DATASETS, "Data set.")
-flags.DEFINE_string("data_dir", None, "Directory of the Melon JSON files, or of the GroupLens "
-                    "directories (ml-100k, ml-1m).")
-flags.DEFINE_enum("feedback", "implicit", ["implicit"], "MovieLens ratings are used as implicit "
-                  "positives (rating >= --positive_threshold); the only mode of this command.")
-flags.DEFINE_float("positive_threshold", feedback.DEFAULT_POSITIVE_THRESHOLD,
-                   "MovieLens ratings at or above it are positives.")
-flags.DEFINE_integer("synthetic_playlists", 5000, "synthetic_melon: number of playlists.")
-flags.DEFINE_integer("synthetic_songs", 10000, "synthetic_melon: number of songs.")
-flags.DEFINE_integer("synthetic_tags", 500, "synthetic_melon: number of tags.")
-flags.DEFINE_float("hide_fraction", 0.5, "Melon protocol: share of each evaluated playlist's "
-                   "songs and of its tags hidden from the model.")
-flags.DEFINE_integer("holdout_playlists", 1000, "Melon: playlists of train.json held out for "
-                     "each of val.json and test.json that is missing.")
-flags.DEFINE_integer("min_song_count", 2, "Songs in fewer training playlists are dropped.")
-flags.DEFINE_integer("min_tag_count", 2, "Tags in fewer training playlists are dropped.")
-flags.DEFINE_integer("num_val_users", 600, "MovieLens: held-out validation users.")
-flags.DEFINE_integer("num_test_users", 600, "MovieLens: held-out test users.")
-flags.DEFINE_list("seeds", ["0"], "Seeds of the splits and models; one run each.")
-flags.DEFINE_list("methods", ["popularity", "item_knn", "ease", "autorec"], "Methods to run.")
-flags.DEFINE_list("hidden_units", ["256"], "AutoRec hidden layer sizes.")
-flags.DEFINE_float("input_dropout", 0.5, "AutoRec input dropout (denoising).")
-flags.DEFINE_float("l2_weight", 0.0, "AutoRec L2 on kernels.")
-flags.DEFINE_list("losses", ["multinomial", "weighted_squared"],
-                  "AutoRec losses to try; the best on validation is kept.")
-flags.DEFINE_float("zero_weight", 0.1, "Weight of absent items in weighted_squared.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("batch_size", 256, "Rows per training step.")
-flags.DEFINE_integer("epochs", fit.FitConfig.epochs,
-                     "Most training epochs (early stopping on validation).")
-flags.DEFINE_integer("patience", fit.FitConfig.patience,
-                     "Epochs without a better validation metric before stopping.")
-flags.DEFINE_list("ease_l2_weights", ["10", "100", "500", "2000"],
-                  "EASE L2 weights to try; the best on validation is kept.")
-flags.DEFINE_integer("ease_max_items", 20000, "EASE keeps at most this many frequent items.")
-flags.DEFINE_string("metrics_file", None, "Where to write the results as JSON.")
-flags.DEFINE_string("export_dir", None, "TF Serving model base path for the first seed's "
-                    "AutoRec (a new integer version); unset: no export.")
+def define_flags() -> None:
+  """Defines this command's flags."""
+  # Only when run as a command: the rating commands define flags of the same names (--dataset,
+  # --epochs) in absl's one registry, and the tests import them all.
+  flags.DEFINE_enum("dataset", "synthetic_melon", DATASETS, "Data set.")
+  flags.DEFINE_string("data_dir", None, "Directory of the Melon JSON files, or of the GroupLens "
+                      "directories (ml-100k, ml-1m).")
+  flags.DEFINE_enum("feedback", "implicit", ["implicit"], "MovieLens ratings are used as implicit "
+                    "positives (rating >= --positive_threshold); the only mode of this command.")
+  flags.DEFINE_float("positive_threshold", feedback.DEFAULT_POSITIVE_THRESHOLD,
+                     "MovieLens ratings at or above it are positives.")
+  flags.DEFINE_integer("synthetic_playlists", 5000, "synthetic_melon: number of playlists.")
+  flags.DEFINE_integer("synthetic_songs", 10000, "synthetic_melon: number of songs.")
+  flags.DEFINE_integer("synthetic_tags", 500, "synthetic_melon: number of tags.")
+  flags.DEFINE_float("hide_fraction", 0.5, "Melon protocol: share of each evaluated playlist's "
+                     "songs and of its tags hidden from the model.")
+  flags.DEFINE_integer("holdout_playlists", 1000, "Melon: playlists of train.json held out for "
+                       "each of val.json and test.json that is missing.")
+  flags.DEFINE_integer("min_song_count", 2, "Songs in fewer training playlists are dropped.")
+  flags.DEFINE_integer("min_tag_count", 2, "Tags in fewer training playlists are dropped.")
+  flags.DEFINE_integer("num_val_users", 600, "MovieLens: held-out validation users.")
+  flags.DEFINE_integer("num_test_users", 600, "MovieLens: held-out test users.")
+  flags.DEFINE_list("seeds", ["0"], "Seeds of the splits and models; one run each.")
+  flags.DEFINE_list("methods", ["popularity", "item_knn", "ease", "autorec"], "Methods to run.")
+  flags.DEFINE_list("hidden_units", ["256"], "AutoRec hidden layer sizes.")
+  flags.DEFINE_float("input_dropout", 0.5, "AutoRec input dropout (denoising).")
+  flags.DEFINE_float("l2_weight", 0.0, "AutoRec L2 on kernels.")
+  flags.DEFINE_list("losses", ["multinomial", "weighted_squared"],
+                    "AutoRec losses to try; the best on validation is kept.")
+  flags.DEFINE_float("zero_weight", 0.1, "Weight of absent items in weighted_squared.")
+  flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+  flags.DEFINE_integer("batch_size", 256, "Rows per training step.")
+  flags.DEFINE_integer("epochs", fit.FitConfig.epochs,
+                       "Most training epochs (early stopping on validation).")
+  flags.DEFINE_integer("patience", fit.FitConfig.patience,
+                       "Epochs without a better validation metric before stopping.")
+  flags.DEFINE_list("ease_l2_weights", ["10", "100", "500", "2000"],
+                    "EASE L2 weights to try; the best on validation is kept.")
+  flags.DEFINE_integer("ease_max_items", 20000, "EASE keeps at most this many frequent items.")
+  flags.DEFINE_string("metrics_file", None, "Where to write the results as JSON.")
+  flags.DEFINE_string("export_dir", None, "TF Serving model base path for the first seed's "
+                      "AutoRec (a new integer version); unset: no export.")
 
 
 def load_split(dataset: str, data_dir: str | None, seed: int, options: dict) -> protocol.ImplicitSplit:
@@ -168,4 +172,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
