@@ -3,17 +3,21 @@
 On a shared machine the speed available to a process changes from minute to minute, so variants
 are only comparable when measured in the same process, one epoch of each in turn. The variants
 are `SparseTrainer`s sharing one model (I-AutoRec, k = --hidden, full-batch --optimizer): one per
---densities value (the decoder's GEMM/gather-dot split, `training.sparse.blocks.DENSE_COLUMN_DENSITY`; inf =
-gather-dots only), and with --baseline, the `SparseTrainer` of another copy of `sparse.py` (for
-example an earlier commit's), with its default settings:
+--densities value (the decoder's GEMM/gather-dot split, `training.sparse.blocks.
+DENSE_COLUMN_DENSITY`; inf = gather-dots only), and with --baseline, the `SparseTrainer` of a
+self-contained sparse module of another commit, with its default settings:
 
   git show 3d24b19:keras_autorec/sparse.py > /tmp/sparse_before.py
   PYTHONPATH=. python benchmarks/sparse_variants.py --shape ml1m --epochs 9 \
       --baseline /tmp/sparse_before.py
 
+The sparse path was one file, `keras_autorec/sparse.py`, until the commit that made it the package
+`keras_autorec/training/sparse/`; a baseline from then on imports its sibling modules from this
+tree, so compare such commits by running this script in a checkout of each, alternately.
+
 Every variant runs with the SpMM kernel the process chose: TensorFlow reads TF_ENABLE_ONEDNN_SPMM
-(which importing `keras_autorec.training.sparse.kernels` sets to 1 unless it is set) once, at the first graph with
-a SparseMatrixMatMul; so oneDNN's SpMM against Eigen's takes two runs, one with
+(which importing `keras_autorec.training.sparse.kernels` sets to 1 unless it is set) once, at the
+first graph with a SparseMatrixMatMul; so oneDNN's SpMM against Eigen's takes two runs, one with
 TF_ENABLE_ONEDNN_SPMM=0.
 
 It prints each variant's seconds per epoch (each epoch is one step) and the 1-minute load average
@@ -32,7 +36,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--shape", default="ml1m")
   parser.add_argument("--densities", type=float, nargs="+", default=[0.01])
-  parser.add_argument("--baseline", help="path of another sparse.py to time alongside")
+  parser.add_argument("--baseline",
+                      help="path of a self-contained sparse.py (of an older commit) to time")
   parser.add_argument("--epochs", type=int, default=5, help="timed epochs per variant")
   parser.add_argument("--hidden", type=int, default=500)
   parser.add_argument("--optimizer", default="rprop")

@@ -3,7 +3,7 @@
 For each shape (ml1m, ml10m, netflix by default) it generates seeded synthetic ratings, lays them
 out as item rows over user columns, and times:
 
-  sparse  `keras_autorec.training.sparse.trainer.SparseTrainer` with --optimizer (default full-batch Rprop, the
+  sparse  `training.sparse.trainer.SparseTrainer` with --optimizer (default full-batch Rprop, the
           paper's setting) over --row_batches row groups (one step each; 1 = full batch) for
           --sparse_epochs epochs after one warm-up step (tracing), reporting the median epoch;
           with --max_steps, only that many steps per epoch are timed and extrapolated.
@@ -65,22 +65,47 @@ class PeakRss:
     self._thread.join()
 
 
-def measure_shape(shape: str, args: argparse.Namespace) -> dict:
-  """Runs in a child process: generates `shape`, times dense and sparse, returns a result row."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import keras
-  import numpy as np
-  import tensorflow as tf
+def _time_sparse_epochs(trainer, args: argparse.Namespace) -> tuple[list[float], int, float]:
+  """(seconds of each timed epoch, steps timed per epoch, last loss) after one warm-up step."""
+  trainer.run_epoch(max_steps=1)
+  steps = len(trainer.groups) if args.max_steps is None else min(args.max_steps,
+                                                                 len(trainer.groups))
+  epoch_seconds = []
+  for _ in range(args.sparse_epochs):
+    epoch_start = time.perf_counter()
+    loss = trainer.run_epoch(max_steps=steps)
+    epoch_seconds.append((time.perf_counter() - epoch_start) / steps * len(trainer.groups))
+  return epoch_seconds, steps, loss
 
-  from keras_autorec.training.sparse import blocks as sparse_blocks
-  from keras_autorec.training.sparse import trainer as sparse
+
+def _measure_dense(train, args: argparse.Namespace) -> dict:
+  """Seconds per epoch and peak RSS of Keras `fit` on dense batches, a few steps extrapolated."""
   from keras_autorec.data import input as data_input
-  from keras_autorec.data import synthetic
-  from keras_autorec.data.layout import build_layout
   from keras_autorec.model import AutoRec
   from keras_autorec.optimizers import make_optimizer
 
-  result = {"shape": shape, "load": os.getloadavg()[0]}
+  model = AutoRec(train.num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
+  model.compile(optimizer=make_optimizer("adam", 1e-3))
+  dataset = data_input.training_dataset(train, args.dense_batch, seed=0).repeat()
+  model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
+  steps_per_epoch = -(-train.num_rows // args.dense_batch)
+  steps = min(args.dense_steps, steps_per_epoch)
+  with PeakRss() as rss:
+    step_start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    seconds = (time.perf_counter() - step_start) / steps * steps_per_epoch
+  del model, dataset
+  gc.collect()
+  return {"epoch_seconds": seconds, "ratings_per_second": train.nnz / seconds,
+          "peak_rss_gb": rss.peak / 1e9,
+          "measured": f"{steps} of {steps_per_epoch} steps, extrapolated"}
+
+
+def _generated_layout(shape: str, result: dict):
+  """The I-AutoRec layout of synthetic data of `shape`; adds its size and time to `result`."""
+  from keras_autorec.data import synthetic
+  from keras_autorec.data.layout import build_layout
+
   start = time.perf_counter()
   ratings = synthetic.generate(shape, seed=0)
   layout = build_layout(ratings, item_based=True)
@@ -89,6 +114,24 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
   train = layout.train
   result.update(generate_seconds=time.perf_counter() - start, rows=train.num_rows,
                 columns=train.num_columns, nnz=train.nnz)
+  return layout
+
+
+def measure_shape(shape: str, args: argparse.Namespace) -> dict:
+  """Runs in a child process: generates `shape`, times dense and sparse, returns a result row."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import keras
+  import numpy as np
+  import tensorflow as tf
+
+  from keras_autorec.model import AutoRec
+  from keras_autorec.optimizers import make_optimizer
+  from keras_autorec.training.sparse import blocks as sparse_blocks
+  from keras_autorec.training.sparse import trainer as sparse
+
+  result = {"shape": shape, "load": os.getloadavg()[0]}
+  layout = _generated_layout(shape, result)
+  train = layout.train
   num_columns, nnz = train.num_columns, train.nnz
   cells = args.dense_batch * num_columns
   run_dense = cells <= args.dense_max_cells
@@ -100,7 +143,8 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
       model = AutoRec(num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
       model(tf.zeros((1, num_columns)))
       model.compile(optimizer=make_optimizer(args.optimizer, 1e-3))
-      density = sparse_blocks.DENSE_COLUMN_DENSITY if args.dense_density is None else args.dense_density
+      density = (sparse_blocks.DENSE_COLUMN_DENSITY if args.dense_density is None
+                 else args.dense_density)
       trainer = sparse.SparseTrainer(model, train, tf.distribute.get_strategy(), batch_size,
                                      compute_dtype=sparse.COMPUTE_DTYPES[compute],
                                      dense_density=density)
@@ -109,14 +153,7 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
         layout = train = None
         gc.collect()
       setup_rss = psutil.Process().memory_info().rss
-      trainer.run_epoch(max_steps=1)
-      steps = len(trainer.groups) if args.max_steps is None else min(args.max_steps,
-                                                                     len(trainer.groups))
-      epoch_seconds = []
-      for _ in range(args.sparse_epochs):
-        epoch_start = time.perf_counter()
-        loss = trainer.run_epoch(max_steps=steps)
-        epoch_seconds.append((time.perf_counter() - epoch_start) / steps * len(trainer.groups))
+      epoch_seconds, steps, loss = _time_sparse_epochs(trainer, args)
       # The median: on a shared machine single epochs can take twice as long as the others.
       seconds = float(np.median(epoch_seconds))
     measured = (f"{args.optimizer}, {len(trainer.groups)} row groups; median of "
@@ -133,22 +170,7 @@ def measure_shape(shape: str, args: argparse.Namespace) -> dict:
   if not run_dense:
     result["dense"] = f"skipped: a {args.dense_batch}-row dense batch is {cells:.2g} cells"
   else:
-    model = AutoRec(train.num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
-    model.compile(optimizer=make_optimizer("adam", 1e-3))
-    dataset = data_input.training_dataset(train, args.dense_batch, seed=0).repeat()
-    model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
-    steps_per_epoch = -(-train.num_rows // args.dense_batch)
-    steps = min(args.dense_steps, steps_per_epoch)
-    with PeakRss() as rss:
-      step_start = time.perf_counter()
-      model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-      seconds = (time.perf_counter() - step_start) / steps * steps_per_epoch
-    result["dense"] = {"epoch_seconds": seconds, "ratings_per_second": train.nnz / seconds,
-                       "peak_rss_gb": rss.peak / 1e9,
-                       "measured": f"{steps} of {steps_per_epoch} steps, extrapolated"}
-    del model, dataset
-    gc.collect()
-
+    result["dense"] = _measure_dense(train, args)
   result["process_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
   return result
 
@@ -178,7 +200,7 @@ def machine_rates() -> dict:
 
 
 def sparse_onednn_spmm_note(value: str | None) -> str:
-  """How the sparse path's SpMMs run, from TF_ENABLE_ONEDNN_SPMM as keras_autorec.training.sparse.kernels left it."""
+  """How the sparse path's SpMMs run: TF_ENABLE_ONEDNN_SPMM as training.sparse.kernels left it."""
   if (value or "").lower() in ("1", "true"):
     return "SpMM by oneDNN"
   return f"SpMM by Eigen (TF_ENABLE_ONEDNN_SPMM={value!r})"
@@ -232,7 +254,7 @@ def main() -> None:
                       help="sparse path: row groups per epoch, one optimizer step each")
   parser.add_argument("--dense_density", type=float,
                       help="sparse path: decoder GEMM for columns above this density (default "
-                           "keras_autorec.training.sparse.blocks.DENSE_COLUMN_DENSITY; inf: gather-dots only)")
+                           "training.sparse.blocks.DENSE_COLUMN_DENSITY; inf: gather-dots only)")
   parser.add_argument("--max_steps", type=int,
                       help="sparse path: time this many steps per epoch and extrapolate")
   parser.add_argument("--allocator", choices=["pool", "system"], default="pool",

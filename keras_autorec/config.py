@@ -93,9 +93,9 @@ class TrainConfig:
     default_rating: the 'constant' fallback's rating.
     verbose: 0 silent; 1 a live progress line on a terminal, else one line per epoch; 2 one
       line per epoch (`keras_autorec.progress`).
-    execution: 'dense', 'sparse' (O(nnz x k) epochs, `keras_autorec.sparse`) or 'auto' (sparse
-      when the rows x columns matrix has over `sparse.AUTO_SPARSE_CELLS` cells and the sparse
-      path supports the configuration).
+    execution: 'dense', 'sparse' (O(nnz x k) epochs, `keras_autorec.training.sparse`) or 'auto'
+      (sparse when the rows x columns matrix has over `training.sparse.trainer.AUTO_SPARSE_CELLS`
+      cells and the sparse path supports the configuration).
     blend: blend AutoRec with user and item biases by the row's training count, the blend
       fitted on validation ratings (`keras_autorec.blend`); False scores AutoRec alone (the
       paper).

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 
+import keras
 import numpy as np
 
 from keras_autorec.data.layout import RowLayout, SparseRows
@@ -17,6 +18,7 @@ SPLIT_NAMES = ("train", "validation", "test")
 _VOCABULARY_FILE = "vocabulary.npz"
 _SPLITS_FILE = "splits.json"
 _LAYOUT_FILE = "layout.npz"
+MODEL_FILE = "model.keras"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,3 +158,21 @@ def read_layout(directory: str) -> RowLayout:
                      column_ids=arrays["column_ids"], train=train, row_of=arrays["row_of"],
                      column_of=arrays["column_of"],
                      rating_scale=tuple(float(v) for v in arrays["rating_scale"]))
+
+
+def subdirectory(output_dir: str, name: str) -> str:
+  """`output_dir/name`, created if missing."""
+  path = os.path.join(output_dir, name)
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+def model_fingerprint(model: keras.Model) -> str:
+  """Fingerprint of a model's configuration and weights (not of its file, which holds a date)."""
+  weights = {f"{index:04d}": weight for index, weight in enumerate(model.get_weights())}
+  return fingerprint_json([model.get_config(), fingerprint_arrays(weights)])
+
+
+def load_model(model: Artifact) -> keras.Model:
+  """The trained AutoRec of a Model artifact."""
+  return keras.saving.load_model(os.path.join(model.uri, MODEL_FILE), compile=False)

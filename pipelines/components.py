@@ -3,7 +3,7 @@
 ExampleGen -> StatisticsGen -> ExampleValidator (schema and anomalies) -> Transform -> Trainer
 -> Evaluator (with the pushed baseline) -> Pusher, as in TFX. Each component is a function of
 typed inputs, a dataclass config and an output directory; `pipelines.pipeline` runs and caches
-them.
+them. The Evaluator and Pusher are in `pipelines.blessing`, and importable from here too.
 """
 
 from __future__ import annotations
@@ -17,22 +17,19 @@ import matplotlib
 
 matplotlib.use("Agg")  # Components run headless; no display is ever needed.
 import matplotlib.pyplot as plt  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_autorec import evaluation, export, training  # noqa: E402
-from keras_autorec.config import DEFAULT_RATING, ExportConfig  # noqa: E402
+from keras_autorec import evaluation, training  # noqa: E402
 from keras_autorec.data import sources  # noqa: E402
 from keras_autorec.data.layout import build_layout  # noqa: E402
 from keras_autorec.data.ratings import Ratings, outside_rating_scale  # noqa: E402
 from keras_autorec.data.splits import RatingsSplit, SplitConfig, load_splits  # noqa: E402
-from keras_autorec.serving import publish  # noqa: E402
 from pipelines import artifacts  # noqa: E402
 from pipelines.artifacts import Artifact  # noqa: E402
+from pipelines.blessing import (  # noqa: E402,F401 (the Evaluator and Pusher, public here too)
+    Baseline, EvaluatorConfig, PusherConfig, blessing_decision, evaluator, pushed_metadata, pusher,
+    resolve_baseline)
 
-MODEL_FILE = "model.keras"
-BLESSED_FILE = "BLESSED"
-NOT_BLESSED_FILE = "NOT_BLESSED"
 _QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 _MAX_HISTOGRAM_VALUES = 20  # More distinct ratings than this are binned, not counted per value.
 
@@ -64,7 +61,7 @@ def example_gen_input_paths(config: ExampleGenConfig) -> list[str]:
 def example_gen(config: ExampleGenConfig, output_dir: str) -> dict[str, Artifact]:
   """Loads and splits the ratings; writes the splits as .npz with their content fingerprint."""
   split = next(load_splits(config.data, config.split))
-  uri = _subdirectory(output_dir, "examples")
+  uri = artifacts.subdirectory(output_dir, "examples")
   fingerprint = artifacts.write_split(split, uri)
   logging.info("ExampleGen: %s; %d train / %d validation / %d test ratings", split.description,
                split.train.num_ratings, split.validation.num_ratings, split.test.num_ratings)
@@ -140,7 +137,7 @@ def _plot_histograms(stats: dict, path: str) -> None:
 def statistics_gen(examples: Artifact, output_dir: str) -> dict[str, Artifact]:
   """Writes the split's statistics as statistics.json and a rating histogram PNG."""
   stats = split_statistics(artifacts.read_split(examples.uri))
-  uri = _subdirectory(output_dir, "statistics")
+  uri = artifacts.subdirectory(output_dir, "statistics")
   artifacts.write_json(os.path.join(uri, "statistics.json"), stats)
   _plot_histograms(stats, os.path.join(uri, "rating_histogram.png"))
   train = stats["train"]
@@ -210,7 +207,7 @@ def example_validator(examples: Artifact, statistics: Artifact, config: Validato
                          "timestamp": "int64"},
             "thresholds": dataclasses.asdict(config)}
   anomalies = find_anomalies(split, config)
-  uri = _subdirectory(output_dir, "schema")
+  uri = artifacts.subdirectory(output_dir, "schema")
   artifacts.write_json(os.path.join(uri, "schema.json"), schema)
   artifacts.write_json(os.path.join(uri, "anomalies.json"), anomalies)
   if anomalies:
@@ -228,7 +225,7 @@ def transform(examples: Artifact, schema: Artifact, output_dir: str) -> dict[str
   """Builds the id vocabularies and the training row layout the Trainer and Pusher consume."""
   item_based = artifacts.read_json(os.path.join(schema.uri, "schema.json"))["item_based"]
   layout = build_layout(artifacts.read_split(examples.uri).train, item_based=item_based)
-  uri = _subdirectory(output_dir, "transform_graph")
+  uri = artifacts.subdirectory(output_dir, "transform_graph")
   fingerprint = artifacts.write_layout(layout, uri)
   logging.info("Transform: %d %s rows over %d columns, %d training ratings", layout.num_rows,
                "item" if item_based else "user", layout.num_columns, layout.train.nnz)
@@ -247,17 +244,6 @@ class TrainerConfig:
   train: training.TrainConfig = training.TrainConfig(verbose=0)
 
 
-def model_fingerprint(model: keras.Model) -> str:
-  """Fingerprint of a model's configuration and weights (not of its file, which holds a date)."""
-  weights = {f"{index:04d}": weight for index, weight in enumerate(model.get_weights())}
-  return artifacts.fingerprint_json([model.get_config(), artifacts.fingerprint_arrays(weights)])
-
-
-def load_model(model: Artifact) -> keras.Model:
-  """The trained AutoRec of a Model artifact."""
-  return keras.saving.load_model(os.path.join(model.uri, MODEL_FILE), compile=False)
-
-
 def _plot_curves(history: dict[str, list[float]], path: str) -> None:
   figure, axis = plt.subplots(figsize=(6, 3.5))
   for key in ("rmse", "val_rmse"):
@@ -274,7 +260,7 @@ def _plot_curves(history: dict[str, list[float]], path: str) -> None:
 def write_training_outputs(trained: training.TrainedModel, validation: Ratings, uri: str,
                            default_rating: float) -> dict:
   """Writes model.keras, history.json, curves.png and metrics.json; returns the metrics."""
-  trained.model.save(os.path.join(uri, MODEL_FILE))
+  trained.model.save(os.path.join(uri, artifacts.MODEL_FILE))
   artifacts.write_json(os.path.join(uri, "history.json"), trained.history)
   _plot_curves(trained.history, os.path.join(uri, "curves.png"))
   errors = evaluation.evaluate_ratings(trained.model, trained.layout, validation, default_rating)
@@ -293,185 +279,10 @@ def trainer(examples: Artifact, transform_graph: Artifact, config: TrainerConfig
   # Trained on the Transform's layout, which the Evaluator and Pusher map ids with.
   trained = training.fit(split, config.model, config.train,
                          layout=artifacts.read_layout(transform_graph.uri))
-  uri = _subdirectory(output_dir, "model")
+  uri = artifacts.subdirectory(output_dir, "model")
   metrics = write_training_outputs(trained, split.validation, uri, config.train.default_rating)
   logging.info("Trainer: validation RMSE %.4f after %d epochs (best %d) in %.1f s",
                metrics["validation_rmse"], metrics["epochs_run"], metrics["best_epoch"],
                metrics["train_seconds"])
-  return {"model": Artifact("Model", uri, model_fingerprint(trained.model), metrics)}
-
-
-# Evaluator ----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluatorConfig:
-  """Metrics and blessing thresholds (TFX value and change thresholds on RMSE, lower is better).
-
-  Attributes:
-    rmse_threshold: the test RMSE must be at most this.
-    change_threshold: the test RMSE may exceed the pushed baseline's by at most this.
-    default_rating: prediction for users or items without training ratings.
-    top_k: cut-off of NDCG and recall.
-    relevant_rating: held-out ratings at least this are the relevant items of the top-N view.
-  """
-
-  rmse_threshold: float = 1.0
-  change_threshold: float = 0.01
-  default_rating: float = DEFAULT_RATING
-  top_k: int = 10
-  relevant_rating: float = 4.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Baseline:
-  """The pushed version the candidate is compared with, and its recorded test metrics."""
-
-  version_dir: str
-  test_rmse: float | None
-  test_fingerprint: str | None
-  model_fingerprint: str | None
-
-  def as_artifact(self) -> Artifact:
-    return Artifact("PushedModel", self.version_dir,
-                    artifacts.fingerprint_json(dataclasses.asdict(self)))
-
-
-def pushed_metadata(version_dir: str) -> dict:
-  """The export metadata of a pushed version; {} if it has none."""
-  return export.version_metadata(version_dir)
-
-
-def resolve_baseline(serving_model_dir: str, candidate_fingerprint: str) -> Baseline | None:
-  """The newest pushed version holding a different model than the candidate, if any.
-
-  A model is never its own baseline: otherwise pushing it would change the Evaluator's input and
-  an identical rerun could not come from cache.
-  """
-  for version in reversed(publish.existing_versions(serving_model_dir)):
-    version_dir = os.path.join(serving_model_dir, str(version))
-    metadata = pushed_metadata(version_dir)
-    pipeline = metadata.get("pipeline", {})
-    if pipeline.get("model_fingerprint") == candidate_fingerprint:
-      continue
-    return Baseline(version_dir=version_dir,
-                    test_rmse=metadata.get("metrics", {}).get("test_rmse"),
-                    test_fingerprint=pipeline.get("test_fingerprint"),
-                    model_fingerprint=pipeline.get("model_fingerprint"))
-  return None
-
-
-def blessing_decision(test_rmse: float, baseline: Baseline | None,
-                      config: EvaluatorConfig) -> tuple[bool, list[str]]:
-  """Whether the candidate passes the value and change thresholds, with the reasons."""
-  reasons = []
-  blessed = test_rmse <= config.rmse_threshold
-  reasons.append(f"test RMSE {test_rmse:.4f} {'<=' if blessed else '>'} threshold "
-                 f"{config.rmse_threshold:.4f}")
-  if baseline is None:
-    reasons.append("no pushed baseline to compare with")
-  elif baseline.test_rmse is None:
-    reasons.append(f"baseline {baseline.version_dir} records no test RMSE; change not checked")
-  else:
-    change = test_rmse - baseline.test_rmse
-    within = change <= config.change_threshold
-    blessed = blessed and within
-    reasons.append(f"test RMSE change {change:+.4f} vs baseline {baseline.version_dir} "
-                   f"({baseline.test_rmse:.4f}) {'<=' if within else '>'} change threshold "
-                   f"{config.change_threshold:.4f}")
-  return blessed, reasons
-
-
-def evaluator(examples: Artifact, transform_graph: Artifact, model: Artifact,
-              baseline: Baseline | None, config: EvaluatorConfig,
-              output_dir: str) -> dict[str, Artifact]:
-  """Test RMSE/MAE and NDCG/recall@k; blesses the model if it meets the thresholds."""
-  split = artifacts.read_split(examples.uri)
-  layout = artifacts.read_layout(transform_graph.uri)
-  keras_model = load_model(model)
-  errors = evaluation.evaluate_ratings(keras_model, layout, split.test, config.default_rating)
-  metrics = {**errors.as_dict("test"),
-             **evaluation.top_n_metrics(keras_model, layout, split.test, config.top_k,
-                             config.relevant_rating)}
-  test_fingerprint = examples.properties["split_fingerprints"]["test"]
-  if baseline is not None and baseline.test_fingerprint != test_fingerprint:
-    # Recorded metrics from another test split are not comparable (TFX, too, evaluates the
-    # baseline on the candidate's data): measure the pushed version through its signature.
-    baseline = dataclasses.replace(
-        baseline, test_fingerprint=test_fingerprint,
-        test_rmse=evaluation.evaluate_saved_model(baseline.version_dir, split.test).rmse)
-    logging.info("Evaluator: baseline %s re-evaluated on this test split: RMSE %.4f",
-                 baseline.version_dir, baseline.test_rmse)
-  blessed, reasons = blessing_decision(errors.rmse, baseline, config)
-  evaluation_uri = _subdirectory(output_dir, "evaluation")
-  artifacts.write_json(os.path.join(evaluation_uri, "metrics.json"), metrics)
-  blessing_uri = _subdirectory(output_dir, "blessing")
-  record = {"blessed": blessed, "reasons": reasons, "metrics": metrics,
-            "model_fingerprint": model.fingerprint,
-            "baseline": dataclasses.asdict(baseline) if baseline else None,
-            "thresholds": dataclasses.asdict(config)}
-  artifacts.write_json(os.path.join(blessing_uri, "blessing.json"), record)
-  # TFX's marker files, so tools that look for BLESSED / NOT_BLESSED find them.
-  open(os.path.join(blessing_uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "w").close()
-  logging.info("Evaluator: %s; %s", "BLESSED" if blessed else "NOT BLESSED", "; ".join(reasons))
-  return {"evaluation": Artifact("ModelEvaluation", evaluation_uri,
-                                 artifacts.fingerprint_json(metrics), metrics),
-          "blessing": Artifact("ModelBlessing", blessing_uri, artifacts.fingerprint_json(record),
-                               {"blessed": blessed, "reasons": reasons})}
-
-
-# Pusher -------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class PusherConfig:
-  """How blessed models are exported; `export.export_dir` is the TF Serving model base path."""
-
-  export: ExportConfig = ExportConfig()
-
-  @property
-  def serving_model_dir(self) -> str:
-    return self.export.export_dir
-
-
-def pusher(examples: Artifact, transform_graph: Artifact, model: Artifact, blessing: Artifact,
-           config: PusherConfig, output_dir: str,
-           metadata: dict | None = None) -> dict[str, Artifact]:
-  """Exports a blessed model as the next version of serving_model_dir; otherwise says why not."""
-  version_dir = None
-  versions = publish.existing_versions(config.serving_model_dir)
-  latest = (os.path.join(config.serving_model_dir, str(versions[-1])) if versions else None)
-  if not blessing.properties["blessed"]:
-    reason = "not pushed: the model is not blessed (" + "; ".join(
-        blessing.properties["reasons"]) + ")"
-  elif latest and pushed_metadata(latest).get("pipeline", {}).get(
-      "model_fingerprint") == model.fingerprint:
-    reason = f"not pushed: {latest} already holds this model"
-  else:
-    evaluation_metrics = artifacts.read_json(os.path.join(blessing.uri, "blessing.json"))
-    version_dir = export.export_model(
-        load_model(model), artifacts.read_layout(transform_graph.uri),
-        config.export,
-        metadata={**(metadata or {}), "metrics": {**evaluation_metrics["metrics"],
-                                                  **model.properties},
-                  "pipeline": {"model_fingerprint": model.fingerprint,
-                               "examples_fingerprint": examples.fingerprint,
-                               "test_fingerprint":
-                                   examples.properties["split_fingerprints"]["test"],
-                               "transform_fingerprint": transform_graph.fingerprint,
-                               "blessing": evaluation_metrics["reasons"]}})
-    reason = f"pushed {version_dir}"
-  logging.info("Pusher: %s", reason)
-  uri = _subdirectory(output_dir, "pushed_model")
-  record = {"pushed": version_dir is not None, "version_dir": version_dir, "reason": reason,
-            "model_fingerprint": model.fingerprint}
-  artifacts.write_json(os.path.join(uri, "push.json"), record)
-  return {"pushed_model": Artifact("PushedModel", uri, artifacts.fingerprint_json(record),
-                                   record)}
-
-
-def _subdirectory(output_dir: str, name: str) -> str:
-  path = os.path.join(output_dir, name)
-  os.makedirs(path, exist_ok=True)
-  return path
-
+  return {"model": Artifact("Model", uri, artifacts.model_fingerprint(trained.model),
+                            metrics)}

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from keras_autorec import evaluation, export, training
 from keras_autorec.data import ratings as ratings_lib
 from keras_autorec.data import splits
-from keras_autorec.serving import publish
+from keras_autorec.serving import publish, warmup
 import tf_serving_fake
 
 NUM_USERS, NUM_ITEMS = 48, 36
@@ -547,7 +547,7 @@ def test_crash_mid_export_leaves_no_new_version(small_model, tmp_path, monkeypat
     raise RuntimeError("killed while writing the warmup requests")
 
   # By then the SavedModel itself is written in full.
-  monkeypatch.setattr(export, "_write_warmup_requests", crash)
+  monkeypatch.setattr(warmup, "write_warmup_requests", crash)
   with pytest.raises(RuntimeError, match="killed"):
     export.export_model(small_model.model, small_model.layout, config)
   assert os.listdir(config.export_dir) == ["1"]

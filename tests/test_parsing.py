@@ -1,4 +1,4 @@
-"""Tests for keras_autorec.data.parsing."""
+"""Tests for keras_autorec.data.parsing and its line-to-columns core, data.line_fields."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from keras_autorec.data import parsing
+from keras_autorec.data import line_fields, parsing
 from keras_autorec.data.ratings import Ratings, RatingsError
 
 ML1M_TEXT = "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n10::3::1::5\n"
@@ -191,7 +191,7 @@ def test_chunked_parse_matches_and_keeps_line_numbers(tmp_path, monkeypatch):
       rng.integers(0, 10**9, 500))]
   path = _write(tmp_path, "ratings.dat", "\n".join(rows) + "\n")
   whole = parsing.read_columns(path, "::", timestamp_column=3)
-  monkeypatch.setattr(parsing, "_CHUNK_BYTES", 100)
+  monkeypatch.setattr(line_fields, "_CHUNK_BYTES", 100)
   chunked = parsing.read_columns(path, "::", timestamp_column=3)
   for field in ("user", "item", "rating", "timestamp", "line_numbers"):
     np.testing.assert_array_equal(getattr(whole, field), getattr(chunked, field))
@@ -234,8 +234,8 @@ def test_ratings_sharing_vocabulary(tmp_path):
 
 def test_first_unparsable_finds_position():
   values = np.array([b"1", b"2.5", b"3", b"x", b"y"])
-  assert parsing.first_unparsable(values, np.float32) == (3, "x")
-  assert parsing.first_unparsable(values, np.int64) == (1, "2.5")
+  assert line_fields.first_unparsable(values, np.float32) == (3, "x")
+  assert line_fields.first_unparsable(values, np.int64) == (1, "2.5")
 
 
 ML100K_LINES = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
@@ -273,12 +273,13 @@ def test_overlong_line_is_an_error_naming_file_and_line(tmp_path):
 
 
 def test_overlong_field_is_an_error_naming_file_line_and_field(tmp_path):
-  long_id = "y" * (parsing.MAX_FIELD_CHARS + 1)
+  long_id = "y" * (line_fields.MAX_FIELD_CHARS + 1)
   path = _write(tmp_path, "r.csv", f"1,2,3\n1,{long_id},5\n")
   with pytest.raises(RatingsError) as error:
     parse_ratings_file(path, ",", (1, 5))
-  assert str(error.value) == (f"{path}:2: field 2 is {parsing.MAX_FIELD_CHARS + 1} characters "
-                              f"long; the limit is {parsing.MAX_FIELD_CHARS}")
+  assert str(error.value) == (
+      f"{path}:2: field 2 is {line_fields.MAX_FIELD_CHARS + 1} characters "
+      f"long; the limit is {line_fields.MAX_FIELD_CHARS}")
   # A long field in a column that is not read is fine (up to the line limit).
   comment = "z" * 10_000
   ratings = parse_ratings_file(_write(tmp_path, "c.csv", f"1,2,3,{comment}\n"), ",",
@@ -329,7 +330,7 @@ def test_earliest_bad_line_is_reported(tmp_path, bad):
 
 
 def test_bad_lines_are_reported_earliest_first_across_chunks(tmp_path, monkeypatch):
-  monkeypatch.setattr(parsing, "_CHUNK_BYTES", 64)
+  monkeypatch.setattr(line_fields, "_CHUNK_BYTES", 64)
   path = _write(tmp_path, "ratings.dat", _lines_with_bad_ones({180: "1::2::3", 30: "1::2::x::4"}))
   with pytest.raises(RatingsError, match=r"ratings\.dat:30: expected a number for the rating"):
     parsing.read_columns(path, "::", timestamp_column=3, rating_scale=(1, 5))
@@ -475,9 +476,9 @@ def test_fuzz_mutated_valid_files_parse_or_name_the_file_and_line(lines, fmt, mu
 
 def test_unparsable_marks_every_value_numpy_cannot_convert():
   values = np.array([b"1", b"2.5", b"x", b"99999999999999999999", b" 7 ", b"", b"1_0", b"nan"])
-  np.testing.assert_array_equal(parsing.unparsable(values, np.float32),
+  np.testing.assert_array_equal(line_fields.unparsable(values, np.float32),
                                 [0, 0, 1, 0, 0, 1, 0, 0])
-  np.testing.assert_array_equal(parsing.unparsable(values, np.int64), [0, 1, 1, 1, 0, 1, 0, 1])
-  np.testing.assert_array_equal(parsing.unparsable(values.astype(str), np.int64),
+  np.testing.assert_array_equal(line_fields.unparsable(values, np.int64), [0, 1, 1, 1, 0, 1, 0, 1])
+  np.testing.assert_array_equal(line_fields.unparsable(values.astype(str), np.int64),
                                 [0, 1, 1, 1, 0, 1, 0, 1])
-  values[~parsing.unparsable(values, np.int64)].astype(np.int64)  # The rest do convert.
+  values[~line_fields.unparsable(values, np.int64)].astype(np.int64)  # The rest do convert.

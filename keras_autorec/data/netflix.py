@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from keras_autorec.data import parsing
+from keras_autorec.data import line_fields, parsing
 from keras_autorec.data.ratings import Ratings, RatingsError, from_raw
 
 RATING_SCALE = (1.0, 5.0)
@@ -74,7 +74,7 @@ def parse_netflix_text(data: bytes, source: str,
   data = parsing.normalise_text(data, source).rstrip(b"\n")
   if not data:
     raise RatingsError(f"{source}: no ratings found (empty file)")
-  bad_lines = parsing.BadLines(source)
+  bad_lines = line_fields.BadLines(source)
   parts = []
   first_line_number = 1
   for start, end in _block_aligned_chunks(data):
@@ -103,9 +103,12 @@ def _block_aligned_chunks(data: bytes):
     start = end + 1
 
 
-def _parse_blocks(data: bytes, first_line_number: int, rating_scale: tuple[float, float] | None,
-                  bad_lines: parsing.BadLines) -> parsing.RawColumns:
-  """Parses whole lines from a `<movie id>:` line on; bad lines go to `bad_lines`."""
+def _good_lines(data: bytes, first_line_number: int, bad_lines: line_fields.BadLines):
+  """(data without its bad lines, is_header, is_rating, line_numbers) of the remaining lines.
+
+  Bad lines (neither a movie nor a rating line, too long, or a rating without a good movie line
+  above it) go to `bad_lines`.
+  """
   buffer = np.frombuffer(data, dtype=np.uint8)
   newlines = np.flatnonzero(buffer == ord("\n"))
   line_ends = np.append(newlines, len(data))
@@ -115,12 +118,13 @@ def _parse_blocks(data: bytes, first_line_number: int, rating_scale: tuple[float
   last_byte = buffer[np.maximum(line_ends - 1, 0)]
   line_bytes = line_ends - line_starts
   # All fields go into one fixed-width array, so no line may be longer than a field may be.
-  too_long = line_bytes > parsing.MAX_FIELD_CHARS
+  too_long = line_bytes > line_fields.MAX_FIELD_CHARS
   is_header = (commas == 0) & (colons == 1) & (last_byte == ord(":")) & (line_bytes > 1) & ~too_long
   is_rating = (commas == 2) & (colons == 0) & ~too_long
   line_numbers = np.arange(first_line_number, first_line_number + line_ends.size, dtype=np.int64)
   bad_lines.add(line_numbers, too_long, lambda row: (
-      f"line is {int(line_bytes[row])} bytes long; the limit is {parsing.MAX_FIELD_CHARS} bytes"))
+      f"line is {int(line_bytes[row])} bytes long; the limit is {line_fields.MAX_FIELD_CHARS} "
+      "bytes"))
   malformed = ~(is_header | is_rating) | too_long
   bad_lines.add(line_numbers, malformed & ~too_long, lambda row: (
       "expected '<movie id>:' or 'customer,rating,YYYY-MM-DD', got "
@@ -135,9 +139,15 @@ def _parse_blocks(data: bytes, first_line_number: int, rating_scale: tuple[float
       f"its movie line {int(line_numbers[movie_line[row]])} is bad"))
   keep = ~(malformed | orphan)
   if not keep.all():
-    data = parsing.drop_lines(buffer, line_bytes, keep)
+    data = line_fields.drop_lines(buffer, line_bytes, keep)
     is_header, is_rating, line_numbers = is_header[keep], is_rating[keep], line_numbers[keep]
-  del buffer
+  return data, is_header, is_rating, line_numbers
+
+
+def _parse_blocks(data: bytes, first_line_number: int, rating_scale: tuple[float, float] | None,
+                  bad_lines: line_fields.BadLines) -> parsing.RawColumns:
+  """Parses whole lines from a `<movie id>:` line on; bad lines go to `bad_lines`."""
+  data, is_header, is_rating, line_numbers = _good_lines(data, first_line_number, bad_lines)
   if not is_rating.any():
     return parsing.RawColumns(user=np.array([], dtype="S1"), item=np.array([], dtype="S1"),
                               rating=np.array([], dtype=np.float32),
@@ -154,7 +164,7 @@ def _parse_blocks(data: bytes, first_line_number: int, rating_scale: tuple[float
   starts = first_field[rating_lines]
   customer = fields[starts]
   line_numbers = line_numbers[rating_lines]
-  check = parsing.RowChecks(bad_lines, line_numbers)
+  check = line_fields.RowChecks(bad_lines, line_numbers)
   check(customer == b"", lambda row: "empty customer id")
   rating = _convert(fields[starts + 1], np.float32, "a number for the rating", check)
   check.ratings(rating, rating_scale)
@@ -187,7 +197,7 @@ def _convert(values: np.ndarray, dtype, expected: str, check) -> np.ndarray:
       return values.astype(dtype)
   except (ValueError, OverflowError):
     pass
-  invalid = parsing.unparsable(values, dtype)
+  invalid = line_fields.unparsable(values, dtype)
   check(invalid, lambda row: f"expected {expected}, got {_text(values[row])!r}")
   placeholder = np.array(b"0" if np.dtype(dtype).kind == "f" else b"1970-01-01")
   with np.errstate(over="ignore", invalid="ignore"):

@@ -81,14 +81,7 @@ def generate(shape: str | Shape = DEFAULT_SHAPE, noise_stddev: float = DEFAULT_N
     seed: seeds everything (factors, biases, popularity, observed pairs, noise).
     rank: dimension of the latent user and item vectors.
   """
-  if isinstance(shape, str):
-    if shape not in SHAPES:
-      raise ValueError(f"unknown synthetic shape {shape!r}; expected one of {', '.join(SHAPES)}")
-    shape = SHAPES[shape]
-  if noise_stddev < 0:
-    raise ValueError(f"noise_stddev must be >= 0, got {noise_stddev}")
-  if not 0 < shape.num_ratings <= shape.num_users * shape.num_items:
-    raise ValueError(f"{shape} cannot hold {shape.num_ratings} distinct (user, item) pairs")
+  shape = _checked_shape(shape, noise_stddev)
   rng = np.random.default_rng(seed)
   user_factors = rng.standard_normal((shape.num_users, rank), dtype=np.float32)
   item_factors = rng.standard_normal((shape.num_items, rank), dtype=np.float32)
@@ -129,6 +122,27 @@ def generate(shape: str | Shape = DEFAULT_SHAPE, noise_stddev: float = DEFAULT_N
     expected[block] = clipped_gaussian_mean(mean, noise_stddev, *RATING_SCALE)
     filled += count
 
+  return _as_ratings(shape, user_index, item_index, rating, expected,
+                     f"synthetic({shape.num_users}x{shape.num_items}x{shape.num_ratings}, "
+                     f"rank={rank}, noise_stddev={noise_stddev}, seed={seed})")
+
+
+def _checked_shape(shape: str | Shape, noise_stddev: float) -> Shape:
+  """The Shape `shape` names (or is), once it and `noise_stddev` are valid."""
+  if isinstance(shape, str):
+    if shape not in SHAPES:
+      raise ValueError(f"unknown synthetic shape {shape!r}; expected one of {', '.join(SHAPES)}")
+    shape = SHAPES[shape]
+  if noise_stddev < 0:
+    raise ValueError(f"noise_stddev must be >= 0, got {noise_stddev}")
+  if not 0 < shape.num_ratings <= shape.num_users * shape.num_items:
+    raise ValueError(f"{shape} cannot hold {shape.num_ratings} distinct (user, item) pairs")
+  return shape
+
+
+def _as_ratings(shape: Shape, user_index: np.ndarray, item_index: np.ndarray,
+                rating: np.ndarray, expected: np.ndarray, source: str) -> Ratings:
+  """The generated pairs as Ratings over ids u1.. and i1.., logging their variance."""
   user_ids = np.sort(np.char.add("u", np.arange(1, shape.num_users + 1).astype(str)))
   item_ids = np.sort(np.char.add("i", np.arange(1, shape.num_items + 1).astype(str)))
   # Built directly rather than via from_raw: pairs are distinct by construction, and the sorted
@@ -137,8 +151,7 @@ def generate(shape: str | Shape = DEFAULT_SHAPE, noise_stddev: float = DEFAULT_N
   ratings = Ratings(user_index=user_index, item_index=item_index, rating=rating,
                     timestamp=np.zeros(shape.num_ratings, dtype=np.int64), user_ids=user_ids,
                     item_ids=item_ids, rating_scale=RATING_SCALE,
-                    source=f"synthetic({shape.num_users}x{shape.num_items}x{shape.num_ratings}, "
-                    f"rank={rank}, noise_stddev={noise_stddev}, seed={seed})",
+                    source=source,
                     expected_rating=expected)
   logging.info("Generated %s: rating variance %.3f, noise-free variance %.3f, noise floor RMSE "
                "%.4f", ratings.source, float(np.var(rating)), float(np.var(expected)),
