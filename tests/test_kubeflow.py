@@ -10,7 +10,7 @@ from absl.testing import flagsaver
 
 from keras_autorec import export, training
 from keras_autorec.data import sources
-from pipelines import artifacts, components, kubeflow_steps, pipeline
+from pipelines import artifacts, blessing, components, kubeflow_steps, pipeline
 
 kfp = pytest.importorskip("kfp", reason="kfp is not installed: pip install '.[kubeflow]'")
 from kfp import components as kfp_components  # noqa: E402
@@ -161,9 +161,9 @@ def test_steps_run_the_pipeline_as_the_local_runner_does(tmp_path, ratings_file)
   assert examples.fingerprint == artifacts.read_json(
       os.path.join(examples.uri, "splits.json"))["fingerprint"]
   assert kubeflow_steps.read_artifact(out["transform_graph"]).properties["num_rows"] > 0
-  blessing = kubeflow_steps.read_artifact(out["blessing"])
-  assert blessing.properties["blessed"] and evaluated["blessing"].uri == out["blessing"]
-  assert os.path.exists(os.path.join(out["blessing"], components.BLESSED_FILE))
+  blessed = kubeflow_steps.read_artifact(out["blessing"])
+  assert blessed.properties["blessed"] and evaluated["blessing"].uri == out["blessing"]
+  assert os.path.exists(os.path.join(out["blessing"], blessing.BLESSED_FILE))
   metrics = artifacts.read_json(os.path.join(out["evaluation"], "metrics.json"))
   # Five epochs of a tiny model: far from converged, but blessed under the 5.0 threshold.
   assert 0.3 < metrics["test_rmse"] <= 5.0
