@@ -22,14 +22,14 @@ blocks of users with three matrix products, so memory stays bounded for large ra
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-from keras_autorec import cli_flags, evaluation
+from keras_autorec import cli_flags
 from keras_autorec.biases import Baselines, fit_baselines
+from keras_autorec.baselines import command
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit, load_splits
 
@@ -178,23 +178,19 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  test_rmse = []
-  try:
-    for split in load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats):
-      trained = fit(split)
-      metrics = evaluate(trained, split)
-      test_rmse.append(metrics["test_rmse"])
-      print(f"{split.description}: item kNN with baseline validation RMSE "
-            f"{metrics['validation_rmse']:.4f}, test RMSE {metrics['test_rmse']:.4f} "
-            f"({metrics['train_seconds']:.1f} s); biases alone test RMSE "
-            f"{biases_rmse(trained, split.test):.4f}", flush=True)
-  except (ValueError, OSError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  mean, ci95 = evaluation.mean_and_ci95(test_rmse)
-  print(f"item kNN with baseline on {FLAGS.dataset} ({len(test_rmse)} run(s)): test RMSE "
-        f"{mean:.4f} +/- {ci95:.4f}")
-  return 0
+
+  def fit_and_evaluate(split: RatingsSplit, repeat: int) -> dict:
+    del repeat  # Deterministic: the same fit on every repeat's split.
+    trained = fit(split)
+    return {**evaluate(trained, split), "biases_test_rmse": biases_rmse(trained, split.test)}
+
+  return command.run_repeats(
+      "item kNN with baseline", FLAGS.dataset,
+      lambda: load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats),
+      fit_and_evaluate,
+      lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f} "
+                 f"({m['train_seconds']:.1f} s); biases alone test RMSE "
+                 f"{m['biases_test_rmse']:.4f}"))
 
 
 if __name__ == "__main__":

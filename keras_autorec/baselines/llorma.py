@@ -30,15 +30,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_autorec import cli_flags, evaluation, lbfgs
-from keras_autorec.baselines import biased_mf
+from keras_autorec import cli_flags, lbfgs
+from keras_autorec.baselines import biased_mf, command
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit, load_splits
 
@@ -352,25 +351,20 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.getLogger().setLevel(logging.INFO)
-  scores = []
-  try:
-    for repeat, split in enumerate(load_splits(cli_flags.data_config(), cli_flags.split_config(),
-                                               FLAGS.repeats)):
-      config = LlormaConfig(anchors=FLAGS.anchors, rank=FLAGS.rank,
-                            kernel_width=FLAGS.kernel_width, l2_weight=FLAGS.l2_weight,
-                            anchor_batch=FLAGS.anchor_batch, seed=FLAGS.seed + repeat)
-      metrics = evaluate(fit(split, config), split)
-      scores.append(metrics["test_rmse"])
-      print(f"{split.description}: LLORMA validation RMSE {metrics['validation_rmse']:.4f}, test "
-            f"RMSE {metrics['test_rmse']:.4f} (global BiasedMF {metrics['global_test_rmse']:.4f}"
-            f", coverage {metrics['test_coverage']:.3f}, {metrics['train_seconds']:.0f} s)",
-            flush=True)
-  except (ValueError, OSError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  mean, ci95 = evaluation.mean_and_ci95(scores)
-  print(f"LLORMA on {FLAGS.dataset} ({len(scores)} run(s)): test RMSE {mean:.4f} +/- {ci95:.4f}")
-  return 0
+
+  def fit_and_evaluate(split: RatingsSplit, repeat: int) -> dict:
+    config = LlormaConfig(anchors=FLAGS.anchors, rank=FLAGS.rank,
+                          kernel_width=FLAGS.kernel_width, l2_weight=FLAGS.l2_weight,
+                          anchor_batch=FLAGS.anchor_batch, seed=FLAGS.seed + repeat)
+    return evaluate(fit(split, config), split)
+
+  return command.run_repeats(
+      "LLORMA", FLAGS.dataset,
+      lambda: load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats),
+      fit_and_evaluate,
+      lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f} "
+                 f"(global BiasedMF {m['global_test_rmse']:.4f}, coverage "
+                 f"{m['test_coverage']:.3f}, {m['train_seconds']:.0f} s)"))
 
 
 if __name__ == "__main__":

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_autorec import cli_flags, evaluation
+from keras_autorec import cli_flags
 from keras_autorec import fallback as fallback_lib
+from keras_autorec.baselines import command
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit, load_splits
 
@@ -376,21 +376,14 @@ def main(argv):
   if FLAGS.rbm_learning_rate is not None:
     config = dataclasses.replace(config, learning_rate=FLAGS.rbm_learning_rate)
   name = "I-RBM" if config.item_based else "U-RBM"
-  test_rmse = []
-  try:
-    splits = load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats)
-    for repeat, split in enumerate(splits):
-      metrics = evaluate(fit(split, dataclasses.replace(config, seed=FLAGS.seed + repeat)), split)
-      test_rmse.append(metrics["test_rmse"])
-      print(f"{split.description}: {name} validation RMSE {metrics['validation_rmse']:.4f}, "
-            f"test RMSE {metrics['test_rmse']:.4f}, best epoch {metrics['best_epoch']} "
-            f"({metrics['train_seconds']:.1f} s)", flush=True)
-  except (ValueError, OSError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  mean, ci95 = evaluation.mean_and_ci95(test_rmse)
-  print(f"{name} on {FLAGS.dataset} ({len(test_rmse)} run(s)): test RMSE {mean:.4f} +/- {ci95:.4f}")
-  return 0
+
+  return command.run_repeats(
+      name, FLAGS.dataset,
+      lambda: load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats),
+      lambda split, repeat: evaluate(
+          fit(split, dataclasses.replace(config, seed=FLAGS.seed + repeat)), split),
+      lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f}, "
+                 f"best epoch {m['best_epoch']} ({m['train_seconds']:.1f} s)"))
 
 
 if __name__ == "__main__":
