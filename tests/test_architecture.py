@@ -106,3 +106,18 @@ def test_imports_inside_functions_are_seen(tmp_path):
                                    {"a": {"b", "c"}, "b": {"c"}, "c": set()}])
 def test_one_way_imports_have_no_cycle(graph):
   assert find_cycle(graph) is None
+
+
+def test_every_module_imports_into_one_process():
+  """Commands share absl's one flag registry: two defining a flag of the same name at import
+  time break any process (the test run, a notebook) that imports both."""
+  import importlib  # pylint: disable=import-outside-toplevel
+
+  names = sorted(module_files()) + sorted(module_files(PACKAGE_DIR.parent / "pipelines"))
+  failures = {}
+  for name in names:
+    try:
+      importlib.import_module(name)
+    except Exception as error:  # pylint: disable=broad-except
+      failures[name] = repr(error)
+  assert not failures, failures

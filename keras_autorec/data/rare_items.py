@@ -93,13 +93,18 @@ def write_csv(ratings: Ratings, path: str) -> None:
 
 FLAGS = flags.FLAGS
 
-cli_flags.define_data_flags()
-flags.DEFINE_string("output", None, "Where to write the thinned ratings (CSV).")
-flags.DEFINE_integer("rare_num_users", RareItemsConfig.num_users, "Users kept.")
-flags.DEFINE_float("rare_median_cap", RareItemsConfig.median_cap, "Median of the item caps.")
-flags.DEFINE_float("rare_cap_log_stddev", RareItemsConfig.cap_log_stddev,
-                   "Standard deviation of the log item caps.")
-flags.DEFINE_integer("rare_seed", RareItemsConfig.seed, "Seed of the user and rating draws.")
+
+def define_flags() -> None:
+  """Defines this command's flags."""
+  # Only when run as a command: `--output` is also the Kubeflow runner's flag, in absl's one
+  # registry that the tests share.
+  cli_flags.define_data_flags()
+  flags.DEFINE_string("output", None, "Where to write the thinned ratings (CSV).")
+  flags.DEFINE_integer("rare_num_users", RareItemsConfig.num_users, "Users kept.")
+  flags.DEFINE_float("rare_median_cap", RareItemsConfig.median_cap, "Median of the item caps.")
+  flags.DEFINE_float("rare_cap_log_stddev", RareItemsConfig.cap_log_stddev,
+                     "Standard deviation of the log item caps.")
+  flags.DEFINE_integer("rare_seed", RareItemsConfig.seed, "Seed of the user and rating draws.")
 
 
 def main(argv):
@@ -120,4 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
