@@ -168,7 +168,7 @@ def test_steps_run_the_pipeline_as_the_local_runner_does(tmp_path, ratings_file)
   # Five epochs of a tiny model: far from converged, but blessed under the 5.0 threshold.
   assert 0.3 < metrics["test_rmse"] <= 5.0
   assert artifacts.read_json(os.path.join(out["blessing"], "blessing.json"))["metrics"] == metrics
-  assert blessing.properties["reasons"][0].startswith(f"test RMSE {metrics['test_rmse']:.4f} <=")
+  assert blessed.properties["reasons"][0].startswith(f"test RMSE {metrics['test_rmse']:.4f} <=")
   assert pushed.properties["pushed"]
   version_dir = pushed.properties["version_dir"]
   assert version_dir == str(tmp_path / "serving" / "1")
