@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from absl import app, flags
 
@@ -24,6 +24,7 @@ from keras_autorec.config import (EXPORT_TOP_K, POPULARITY_WEIGHT, DataConfig, E
                                   ModelConfig, SplitConfig, TrainConfig, default_export_dir)
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS
+from keras_autorec.implicit import experiment, fit, losses, splits
 
 FLAGS = flags.FLAGS
 HELP_ARGUMENTS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
@@ -36,12 +37,13 @@ class HelpGroup:
 
   title: str
   names: tuple[str, ...]
+  note: str = ""  # Printed under the title, before the flags.
 
 
 _defining: list[list[str]] = []  # Names defined by the define_* calls in progress.
 
 
-def _help_group(title: str):
+def _help_group(title: str, note: str = ""):
   """Makes a define_* function return the HelpGroup of the flags it defines."""
   def decorate(define: Callable[..., None]) -> Callable[..., HelpGroup]:
     @functools.wraps(define)
@@ -51,7 +53,7 @@ def _help_group(title: str):
         define(*args, **kwargs)
       finally:
         names = _defining.pop()
-      return HelpGroup(title, tuple(names))
+      return HelpGroup(title, tuple(names), note)
     return define_group
   return decorate
 
@@ -70,7 +72,9 @@ def _define(kind: str, name: str, default, help_text: str, enum_values=None) -> 
 @_help_group("data")
 def define_data_flags() -> None:
   """Flags of `DataConfig`: which ratings to load and how to parse them."""
-  _define("enum", "dataset", "ml100k", "Which ratings.", enum_values=list(sources.DATASETS))
+  _define("enum", "dataset", "ml100k", "Which ratings; melon and synthetic_melon are playlists, "
+          "which only keras_autorec.train takes (implicit feedback).",
+          enum_values=list(sources.DATASETS + splits.PLAYLIST_DATASETS))
   _define("string", "data_dir", None, "Folder holding the GroupLens or Netflix release (or its "
           "zip); without it MovieLens comes from tensorflow-datasets.")
   _define("string", "tfds_data_dir", None, "tensorflow-datasets data folder.")
@@ -174,7 +178,15 @@ def define_train_flags() -> None:
 
 
 def data_config() -> DataConfig:
-  """DataConfig from the data flags."""
+  """DataConfig of ratings from the data flags (playlists are an error: see
+  `implicit_data_config`)."""
+  if splits.is_playlists(FLAGS.dataset):
+    raise app.UsageError(f"--dataset={FLAGS.dataset} holds playlists, not ratings; "
+                         "python -m keras_autorec.train runs it (implicit feedback)")
+  return _data_config()
+
+
+def _data_config() -> DataConfig:
   scale = None
   if FLAGS.rating_scale:
     if len(FLAGS.rating_scale) != 2:
@@ -239,6 +251,133 @@ def export_config(data: DataConfig, export_dir: str | None = None) -> ExportConf
                       popularity_weight=FLAGS.export_popularity_weight)
 
 
+# The model and training flags the implicit experiment takes too, as fields of its FitConfig;
+# unset, they keep FitConfig's defaults (a playlist AutoRec's), not the rating AutoRec's.
+IMPLICIT_FIT_FLAGS = ("hidden_units", "input_dropout", "l2_weight", "learning_rate", "batch_size",
+                      "epochs", "patience")
+# The other flags of keras_autorec.train that the implicit experiment takes (besides the implicit
+# group's and, for ratings, the data flags).
+IMPLICIT_COMMAND_FLAGS = ("dataset", "data_dir", "feedback", "seed", "repeats", "export_dir",
+                          "metrics_file")
+_IMPLICIT_DATA = splits.ImplicitDataConfig
+_FIT = fit.FitConfig
+_FIT_DEFAULTS = {name: ",".join(map(str, value)) if isinstance(value, tuple) else value
+                 for name, value in dataclasses.asdict(_FIT()).items()}
+
+
+@_help_group("data")
+def define_feedback_flag() -> None:
+  """--feedback: rating prediction (explicit) or top-N ranking of positives (implicit)."""
+  _define("enum", "feedback", "explicit", "explicit: predict ratings (RMSE, the paper). implicit: "
+          "ratings >= --positive_threshold are positives, ranked top-N by a playlist AutoRec "
+          "beside popularity, item-kNN and EASE (implicit flags below); melon and "
+          "synthetic_melon are implicit only.", enum_values=["explicit", "implicit"])
+
+
+@_help_group("implicit", note=(
+    "--feedback=implicit (implied by --dataset=melon or synthetic_melon) takes these flags and, "
+    "of those above: --dataset, --data_dir (for ratings, every data flag), --seed, --repeats "
+    "(seeds seed..seed+repeats-1), --export_dir (default saved_models/<data>, <data>_implicit "
+    "for ratings), --metrics_file, and with defaults of their own " +
+    " ".join(f"--{name}={_FIT_DEFAULTS[name]}" for name in IMPLICIT_FIT_FLAGS) +
+    ". Setting any other is an error, as is an implicit flag with --feedback=explicit."))
+def define_implicit_flags() -> None:
+  """Flags of `ImplicitDataConfig` and of the implicit `ExperimentConfig`."""
+  _define("float", "positive_threshold", _IMPLICIT_DATA.positive_threshold,
+          "Ratings: ratings at or above it are positives.")
+  _define("integer", "num_val_users", _IMPLICIT_DATA.num_val_users,
+          "Ratings: users held out for validation (Liang et al. 2018).")
+  _define("integer", "num_test_users", _IMPLICIT_DATA.num_test_users,
+          "Ratings: users held out for test.")
+  _define("float", "hide_fraction", _IMPLICIT_DATA.hide_fraction, "Playlists: share of each "
+          "evaluated playlist's songs and of its tags hidden from the model.")
+  _define("integer", "holdout_playlists", _IMPLICIT_DATA.holdout_playlists, "melon: playlists of "
+          "train.json held out for each of val.json and test.json that is missing.")
+  _define("integer", "min_song_count", _IMPLICIT_DATA.min_song_count,
+          "Playlists: songs in fewer training playlists are dropped.")
+  _define("integer", "min_tag_count", _IMPLICIT_DATA.min_tag_count,
+          "Playlists: tags in fewer training playlists are dropped.")
+  _define("integer", "synthetic_playlists", _IMPLICIT_DATA.synthetic_playlists,
+          "synthetic_melon: number of playlists (generated with each run's seed).")
+  _define("integer", "synthetic_songs", _IMPLICIT_DATA.synthetic_songs,
+          "synthetic_melon: number of songs.")
+  _define("integer", "synthetic_tags", _IMPLICIT_DATA.synthetic_tags,
+          "synthetic_melon: number of tags.")
+  _define("list", "methods", list(experiment.METHODS), "Methods to run and compare.")
+  _define("list", "losses", list(experiment.ExperimentConfig.losses), "AutoRec losses to try; "
+          "the best on validation is kept.")
+  _define("float", "zero_weight", _FIT.zero_weight,
+          "Weight of absent items in the weighted_squared loss.")
+  _define("list", "ease_l2_weights", [f"{value:g}" for value in
+                                      experiment.ExperimentConfig.ease_l2_weights],
+          "EASE L2 weights to try; the best on validation is kept.")
+  _define("integer", "ease_max_items", experiment.ExperimentConfig.ease_max_items,
+          "EASE keeps at most this many frequent items.")
+
+
+def _reject_set_flags(names: Iterable[str], reason: str) -> None:
+  """A UsageError naming each of `names` set on the command line; `reason` says why not."""
+  present = [f"--{name}" for name in names if FLAGS[name].present]
+  if present:
+    raise app.UsageError(f"{', '.join(present)} {'does' if len(present) == 1 else 'do'} not "
+                         f"apply {reason}")
+
+
+def feedback(groups: Sequence[HelpGroup]) -> str:
+  """'explicit' or 'implicit' from --feedback and --dataset (playlists are implicit), after
+  checking that no flag of `groups` that the mode (and data set) does not take was set."""
+  dataset = FLAGS.dataset
+  names = [name for group in groups for name in group.names]
+  implicit_names = define_implicit_flags().names
+  if not splits.is_playlists(dataset) and FLAGS.feedback == "explicit":
+    _reject_set_flags([name for name in names if name in implicit_names],
+                      "to --feedback=explicit (they are implicit flags)")
+    return "explicit"
+  if FLAGS["feedback"].present and FLAGS.feedback == "explicit":
+    raise app.UsageError(f"--dataset={dataset} holds playlists: implicit feedback only, not "
+                         "--feedback=explicit")
+  # Ratings take every data flag (they are read as for explicit training); playlists only
+  # --dataset and --data_dir.
+  data_names = () if splits.is_playlists(dataset) else define_data_flags().names
+  implicit_data = [name for name in implicit_names if hasattr(_IMPLICIT_DATA, name)]
+  taken = {*IMPLICIT_COMMAND_FLAGS, *IMPLICIT_FIT_FLAGS, *data_names,
+           *(name for name in implicit_names if name not in implicit_data),
+           *splits.settings_used(dataset)}
+  _reject_set_flags([name for name in names if name not in taken],
+                    f"to --feedback=implicit with --dataset={dataset} (see the implicit flags "
+                    "in --help)")
+  return "implicit"
+
+
+def implicit_data_config() -> splits.ImplicitDataConfig:
+  """ImplicitDataConfig from the data flags and the implicit flags."""
+  return splits.ImplicitDataConfig(
+      data=_data_config(), **{field.name: FLAGS[field.name].value
+                              for field in dataclasses.fields(splits.ImplicitDataConfig)
+                              if field.name != "data"})
+
+
+def implicit_experiment_config() -> experiment.ExperimentConfig:
+  """ExperimentConfig from the implicit flags and those of IMPLICIT_FIT_FLAGS set on the command
+  line (the others keep FitConfig's defaults)."""
+  values = {name: FLAGS[name].value for name in IMPLICIT_FIT_FLAGS if FLAGS[name].present}
+  if "hidden_units" in values:
+    values["hidden_units"] = tuple(int(units) for units in values["hidden_units"])
+  if values.get("batch_size", 1) < 1:
+    raise app.UsageError("--feedback=implicit trains on batches of rows: --batch_size must be "
+                         "at least 1")
+  for name, chosen, known in (("methods", FLAGS.methods, experiment.METHODS),
+                              ("losses", FLAGS.losses, losses.LOSSES)):
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+      raise app.UsageError(f"--{name}: unknown {', '.join(unknown)}; expected some of "
+                           f"{', '.join(known)}")
+  return experiment.ExperimentConfig(
+      fit=fit.FitConfig(zero_weight=FLAGS.zero_weight, **values), losses=tuple(FLAGS.losses),
+      ease_l2_weights=tuple(float(value) for value in FLAGS.ease_l2_weights),
+      ease_max_items=FLAGS.ease_max_items)
+
+
 def _flag_help(name: str) -> str:
   """One flag as absl's --help renders it: name, help, then the default."""
   flag = FLAGS[name]
@@ -255,7 +394,13 @@ def grouped_help(groups: Sequence[HelpGroup]) -> str:
   names_by_title: dict[str, list[str]] = {}
   for group in groups:
     names_by_title.setdefault(group.title, []).extend(group.names)
-  return "\n\n".join(f"{title} flags:\n" + "\n".join(_flag_help(name) for name in names)
+  notes_by_title: dict[str, list[str]] = {}
+  for group in groups:
+    if group.note:
+      notes_by_title.setdefault(group.title, []).extend(
+          textwrap.wrap(group.note, HELP_WIDTH, initial_indent="  ", subsequent_indent="  "))
+  return "\n\n".join(f"{title} flags:\n" + "\n".join([*notes_by_title.get(title, []),
+                                                        *map(_flag_help, names)])
                      for title, names in names_by_title.items())
 
 

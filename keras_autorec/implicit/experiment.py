@@ -17,6 +17,8 @@ from keras_autorec import evaluation
 from keras_autorec.implicit import baselines, fit, ranking
 from keras_autorec.implicit.protocol import HeldOut, ImplicitSplit
 
+METHODS = ("popularity", "item_knn", "ease", "autorec")
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
@@ -93,7 +95,7 @@ def _ease(split: ImplicitSplit, config: ExperimentConfig) -> tuple[dict, object]
 
 
 def run(split: ImplicitSplit, config: ExperimentConfig,
-        methods: Sequence[str] = ("popularity", "item_knn", "ease", "autorec")) -> dict:
+        methods: Sequence[str] = METHODS) -> dict:
   """{method: {"val": metrics, "test": metrics, "chosen": settings}} for each method."""
   results = {}
   for method in methods:
