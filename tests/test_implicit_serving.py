@@ -25,7 +25,7 @@ def score_by_column(model):
   for kernel, bias in model.encoder_params:
     kernel.assign(tf.zeros_like(kernel))
   model.output_kernel.assign(tf.zeros_like(model.output_kernel))
-  model.output_bias.assign(tf.range(CATALOG.size, dtype=tf.float32))
+  model.output_bias.assign(tf.range(model.num_items, dtype=tf.float32))
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,18 @@ def test_repeated_input_ids_count_once(base_dir):
   once = complete(song_ids=tf.constant([["101"]]), tags=tf.constant([[""]]))
   twice = complete(song_ids=tf.constant([["101", "101"]]), tags=tf.constant([[""]]))
   np.testing.assert_array_equal(once["song_scores"], twice["song_scores"])
+
+
+def test_a_catalog_without_tags_exports_and_returns_no_tags(tmp_path):
+  # Implicit MovieLens: items are the "songs", and there are no tags.
+  catalog = interactions.Catalog(CATALOG.song_ids, np.array([], dtype=object))
+  model = model_lib.PlaylistAutoRec(catalog.size, hidden_units=(4,))
+  score_by_column(model)
+  path = serving.export_complete_playlist(model, catalog, str(tmp_path / "movies"), song_k=3)
+  complete = tf.saved_model.load(path).signatures["complete_playlist"]
+  outputs = complete(song_ids=tf.constant([["129", ""]]), tags=tf.constant([["rock"]]))
+  assert outputs["song_ids"].numpy().astype(str).tolist() == [["128", "127", "126"]]
+  assert outputs["tags"].shape == (1, 0) and outputs["tag_scores"].shape == (1, 0)
 
 
 def test_tf1_session_loader(base_dir):

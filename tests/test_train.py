@@ -1,11 +1,14 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import app
+from absl.testing import flagsaver
 
 from keras_autorec import config, export, fallback, train, training
 from keras_autorec.data import sources
@@ -197,3 +200,77 @@ def test_cli_one_rating_file_fails_naming_the_split_counts_after_skipping_bad_li
   assert (f"error: {ratings_file}: too few ratings for the requested split: 1 train, 0 "
           "validation and 0 test ratings") in result.stderr
   assert "Traceback" not in result.stderr and "nan" not in result.stdout
+
+
+TINY_MELON = ["--dataset=synthetic_melon", "--synthetic_playlists=200", "--synthetic_songs=300",
+              "--synthetic_tags=30", "--hidden_units=16", "--epochs=2", "--batch_size=64",
+              "--losses=multinomial", "--ease_l2_weights=50"]
+
+
+def _main(argv):
+  """train.main on the flags of `argv`, in this process."""
+  with flagsaver.flagsaver():
+    train.FLAGS(["train", *argv])
+    return train.main(["train"])
+
+
+def test_implicit_mode_compares_the_methods_over_seeds_writes_metrics_and_exports(tmp_path, capsys):
+  metrics_file, export_dir = tmp_path / "metrics.json", tmp_path / "playlists"
+  assert _main([*TINY_MELON, "--seed=1", "--repeats=2", f"--metrics_file={metrics_file}",
+                f"--export_dir={export_dir}"]) == 0
+  printed = capsys.readouterr().out.splitlines()
+  metrics = json.loads(metrics_file.read_text())
+  assert metrics["dataset"] == "synthetic_melon" and metrics["seeds"] == [1, 2]
+  assert printed[:6] == metrics["table"].splitlines()
+  assert printed[0] == "| method | melon_score | song_ndcg@100 | tag_ndcg@10 |"
+  assert [line.split(" | ")[0] for line in printed[2:6]] == [
+      "| popularity", "| item_knn", "| ease", "| autorec"]
+  scores = [run["autorec"]["test"]["melon_score"] for run in metrics["runs"]]
+  assert metrics["summary"]["autorec"]["melon_score"][0] == pytest.approx(np.mean(scores))
+  assert 0 < min(scores) and metrics["summary"]["autorec"]["melon_score"][1] > 0
+  # --hidden_units, --epochs and --losses reached the model.
+  assert all(run["autorec"]["chosen"]["epochs"] <= 2 for run in metrics["runs"])
+  assert os.listdir(export_dir) == ["1"]
+  assert metrics["runs"][0]["autorec"]["export"] == str(export_dir / "1")
+  assert "export" not in metrics["runs"][1]["autorec"]
+  example = metrics["example_playlist"]
+  assert printed[6:] == [
+      f"metrics: {metrics_file}",
+      f"model: {export_dir / '1'} (TF Serving serves the newest version of {export_dir})",
+      f'serve it: docker run -p 8500:8500 -p 8501:8501 -v "{export_dir}:/models/playlists" '
+      f"-e MODEL_NAME=playlists {train.SERVING_IMAGE}",
+      "query it: python -m keras_autorec.serving.client --server=localhost:8500 "
+      f"--model_name=playlists complete_playlist --song_ids={','.join(example['song_ids'])} "
+      f"--tags={example['tags'][0]} --k=10"]
+
+
+def test_implicit_mode_on_ratings_takes_the_data_flags(ratings_file, capsys):
+  assert _main(["--dataset=csv", f"--ratings_file={ratings_file}", "--user_column=user",
+                "--item_column=item", "--rating_column=rating", "--feedback=implicit",
+                "--positive_threshold=3", "--num_val_users=5", "--num_test_users=5",
+                "--methods=popularity,ease", "--export_dir="]) == 0
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[0] == "| method | ndcg@100 | recall@20 | recall@50 |"
+  assert [line.split(" | ")[0] for line in printed[2:]] == ["| popularity", "| ease"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset=melon", "--feedback=explicit"], "--dataset=melon holds playlists: implicit "
+     "feedback only"),
+    (["--dataset=ml1m", "--losses=multinomial", "--hide_fraction=0.2"],
+     "--hide_fraction, --losses do not apply to --feedback=explicit"),
+    (["--dataset=ml1m", "--feedback=implicit", "--optimizer=adam", "--norefit"],
+     "--optimizer, --refit do not apply to --feedback=implicit with --dataset=ml1m"),
+    (["--dataset=melon", "--positive_threshold=3", "--ratings_file=x.csv"],
+     "--ratings_file, --positive_threshold do not apply to --feedback=implicit with "
+     "--dataset=melon"),
+    (["--dataset=synthetic_melon", "--holdout_playlists=10"], "--holdout_playlists does not "
+     "apply"),
+    (["--dataset=ml1m", "--feedback=implicit", "--synthetic_songs=10"], "--synthetic_songs"),
+    (["--dataset=synthetic_melon", "--batch_size=0"], "--batch_size must be at least 1"),
+    (["--dataset=synthetic_melon", "--methods=ease,svd"], "--methods: unknown svd"),
+    (["--dataset=synthetic_melon", "--losses=mse"], "--losses: unknown mse"),
+])
+def test_flags_the_mode_does_not_take_are_errors(argv, message):
+  with pytest.raises(app.UsageError, match=re.escape(message)):
+    _main(argv)

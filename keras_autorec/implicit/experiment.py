@@ -34,6 +34,8 @@ class ExperimentConfig:
 def _column_metrics(scorer, held_out: HeldOut, columns: slice, unknown: np.ndarray,
                     ks: Sequence[int], batch_size: int) -> dict[str, float]:
   top = ranking.top_k(scorer, held_out.inputs, columns, max(ks), batch_size)
+  # A catalog smaller than k is ranked whole; the slots past its end are misses.
+  top = np.pad(top, ((0, 0), (0, max(ks) - top.shape[1])), constant_values=-1)
   targets = held_out.targets[:, columns]
   hits = evaluation.ranking_hits(top - columns.start, targets.tocsr())
   num_relevant = np.diff(targets.tocsr().indptr) + unknown

@@ -29,8 +29,14 @@ _INPUT_SPECS = (tf.TensorSpec([None, None], tf.string, name="song_ids"),
 
 
 def _index_table(ids: np.ndarray, offset: int) -> tf.lookup.StaticHashTable:
-  keys = tf.constant(ids.astype(str) if ids.size else np.zeros(0, dtype=str), dtype=tf.string)
-  values = tf.range(offset, offset + int(ids.size), dtype=tf.int64)
+  """id -> catalog column (offset + position); -1 for any other id."""
+  if ids.size:
+    keys = tf.constant(ids.astype(str), dtype=tf.string)
+    values = tf.range(offset, offset + int(ids.size), dtype=tf.int64)
+  else:
+    # A table cannot be empty: an empty vocabulary (MovieLens has no tags) holds the padding,
+    # which maps to -1 as every unknown id does.
+    keys, values = tf.constant([""]), tf.constant([-1], dtype=tf.int64)
   return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), -1)
 
 

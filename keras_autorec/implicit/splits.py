@@ -15,7 +15,8 @@ from keras_autorec.implicit import feedback, protocol
 PLAYLIST_DATASETS = ("melon", "synthetic_melon")
 # The settings of `ImplicitDataConfig` each kind of data takes (the others do not apply to it).
 RATINGS_SETTINGS = ("positive_threshold", "num_val_users", "num_test_users")
-PLAYLIST_SETTINGS = ("hide_fraction", "holdout_playlists", "min_song_count", "min_tag_count")
+PLAYLIST_SETTINGS = ("hide_fraction", "min_song_count", "min_tag_count")
+MELON_SETTINGS = ("holdout_playlists",)  # synthetic_melon always writes val.json and test.json.
 SYNTHETIC_MELON_SETTINGS = ("synthetic_playlists", "synthetic_songs", "synthetic_tags")
 
 
@@ -34,7 +35,8 @@ class ImplicitDataConfig:
     min_song_count, min_tag_count: playlists: songs and tags in fewer training playlists are
       dropped from the catalog.
     synthetic_playlists, synthetic_songs, synthetic_tags: synthetic_melon: the generated data's
-      shape (generated again for each seed, with that seed).
+      shape (generated again for each seed, with that seed; 80% of the playlists in train.json,
+      10% in each of val.json and test.json).
   """
 
   data: sources.DataConfig = sources.DataConfig(dataset="synthetic_melon")
@@ -59,7 +61,7 @@ def settings_used(dataset: str) -> tuple[str, ...]:
   """The `ImplicitDataConfig` settings (besides `data`) that apply to `dataset`."""
   if dataset == "synthetic_melon":
     return PLAYLIST_SETTINGS + SYNTHETIC_MELON_SETTINGS
-  return PLAYLIST_SETTINGS if is_playlists(dataset) else RATINGS_SETTINGS
+  return PLAYLIST_SETTINGS + MELON_SETTINGS if dataset == "melon" else RATINGS_SETTINGS
 
 
 def default_export_dir(config: ImplicitDataConfig) -> str:
