@@ -260,6 +260,21 @@ IMPLICIT_FIT_FLAGS = ("hidden_units", "input_dropout", "l2_weight", "learning_ra
 IMPLICIT_COMMAND_FLAGS = ("dataset", "data_dir", "feedback", "seed", "repeats", "export_dir",
                           "metrics_file")
 _IMPLICIT_DATA = splits.ImplicitDataConfig
+_IMPLICIT_DATA_HELP = {
+    "positive_threshold": "Ratings: ratings at or above it are positives.",
+    "num_val_users": "Ratings: users held out for validation (Liang et al. 2018).",
+    "num_test_users": "Ratings: users held out for test.",
+    "hide_fraction": "Playlists: share of each evaluated playlist's songs and of its tags hidden "
+                     "from the model.",
+    "holdout_playlists": "melon: playlists of train.json held out for each of val.json and "
+                         "test.json that is missing.",
+    "min_song_count": "Playlists: songs in fewer training playlists are dropped.",
+    "min_tag_count": "Playlists: tags in fewer training playlists are dropped.",
+    "synthetic_playlists": "synthetic_melon: number of playlists (generated with each run's "
+                           "seed).",
+    "synthetic_songs": "synthetic_melon: number of songs.",
+    "synthetic_tags": "synthetic_melon: number of tags.",
+}
 _FIT = fit.FitConfig
 _FIT_DEFAULTS = {name: ",".join(map(str, value)) if isinstance(value, tuple) else value
                  for name, value in dataclasses.asdict(_FIT()).items()}
@@ -282,27 +297,10 @@ def define_feedback_flag() -> None:
     " ".join(f"--{name}={_FIT_DEFAULTS[name]}" for name in IMPLICIT_FIT_FLAGS) +
     ". Setting any other is an error, as is an implicit flag with --feedback=explicit."))
 def define_implicit_flags() -> None:
-  """Flags of `ImplicitDataConfig` and of the implicit `ExperimentConfig`."""
-  _define("float", "positive_threshold", _IMPLICIT_DATA.positive_threshold,
-          "Ratings: ratings at or above it are positives.")
-  _define("integer", "num_val_users", _IMPLICIT_DATA.num_val_users,
-          "Ratings: users held out for validation (Liang et al. 2018).")
-  _define("integer", "num_test_users", _IMPLICIT_DATA.num_test_users,
-          "Ratings: users held out for test.")
-  _define("float", "hide_fraction", _IMPLICIT_DATA.hide_fraction, "Playlists: share of each "
-          "evaluated playlist's songs and of its tags hidden from the model.")
-  _define("integer", "holdout_playlists", _IMPLICIT_DATA.holdout_playlists, "melon: playlists of "
-          "train.json held out for each of val.json and test.json that is missing.")
-  _define("integer", "min_song_count", _IMPLICIT_DATA.min_song_count,
-          "Playlists: songs in fewer training playlists are dropped.")
-  _define("integer", "min_tag_count", _IMPLICIT_DATA.min_tag_count,
-          "Playlists: tags in fewer training playlists are dropped.")
-  _define("integer", "synthetic_playlists", _IMPLICIT_DATA.synthetic_playlists,
-          "synthetic_melon: number of playlists (generated with each run's seed).")
-  _define("integer", "synthetic_songs", _IMPLICIT_DATA.synthetic_songs,
-          "synthetic_melon: number of songs.")
-  _define("integer", "synthetic_tags", _IMPLICIT_DATA.synthetic_tags,
-          "synthetic_melon: number of tags.")
+  """Flags of `ImplicitDataConfig` (its defaults) and of the implicit `ExperimentConfig`."""
+  for name, help_text in _IMPLICIT_DATA_HELP.items():
+    default = getattr(_IMPLICIT_DATA, name)
+    _define("float" if isinstance(default, float) else "integer", name, default, help_text)
   _define("list", "methods", list(experiment.METHODS), "Methods to run and compare.")
   _define("list", "losses", list(experiment.ExperimentConfig.losses), "AutoRec losses to try; "
           "the best on validation is kept.")
@@ -331,7 +329,7 @@ def feedback(groups: Sequence[HelpGroup]) -> str:
   implicit_names = define_implicit_flags().names
   if not splits.is_playlists(dataset) and FLAGS.feedback == "explicit":
     _reject_set_flags([name for name in names if name in implicit_names],
-                      "to --feedback=explicit (they are implicit flags)")
+                      "to --feedback=explicit (implicit feedback only)")
     return "explicit"
   if FLAGS["feedback"].present and FLAGS.feedback == "explicit":
     raise app.UsageError(f"--dataset={dataset} holds playlists: implicit feedback only, not "
@@ -339,9 +337,8 @@ def feedback(groups: Sequence[HelpGroup]) -> str:
   # Ratings take every data flag (they are read as for explicit training); playlists only
   # --dataset and --data_dir.
   data_names = () if splits.is_playlists(dataset) else define_data_flags().names
-  implicit_data = [name for name in implicit_names if hasattr(_IMPLICIT_DATA, name)]
   taken = {*IMPLICIT_COMMAND_FLAGS, *IMPLICIT_FIT_FLAGS, *data_names,
-           *(name for name in implicit_names if name not in implicit_data),
+           *(name for name in implicit_names if name not in _IMPLICIT_DATA_HELP),
            *splits.settings_used(dataset)}
   _reject_set_flags([name for name in names if name not in taken],
                     f"to --feedback=implicit with --dataset={dataset} (see the implicit flags "
