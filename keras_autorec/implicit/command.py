@@ -40,6 +40,8 @@ def run(data_config: ImplicitDataConfig, seeds: Sequence[int],
         methods: Sequence[str] = experiment.METHODS, export_dir: str | None = None) -> dict:
   """Every seed's results, their summary and its table; with `export_dir`, publishes the first
   seed's AutoRec there (a new version with the complete_playlist signature)."""
+  if not seeds:
+    raise ValueError("no seeds to run: --repeats must be at least 1")
   runs, example = [], None
   for position, seed in enumerate(seeds):
     split = load_split(data_config, seed)
