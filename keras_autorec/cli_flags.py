@@ -4,6 +4,10 @@ Each `define_*` function is idempotent, so several command-line modules (train, 
 experiments, the pipeline runner) can be imported into one process without clashing. Only
 command-line `main`s read flags; the library takes the dataclasses.
 
+train's implicit mode (`feedback`) fills `implicit.splits.ImplicitDataConfig` and
+`implicit.experiment.ExperimentConfig` from its own flags and from the model and training flags
+it shares with rating training (IMPLICIT_FIT_FLAGS), and refuses flags the mode does not take.
+
 absl's `--help` lists only flags defined in the main module, so every `define_*` returns its
 `HelpGroup` and each command passes its groups to `flags_parser`, whose `--help` lists them all,
 group by group, with defaults; `--helpfull` is absl's.
@@ -76,7 +80,8 @@ def define_data_flags() -> None:
           "which only keras_autorec.train takes (implicit feedback).",
           enum_values=list(sources.DATASETS + splits.PLAYLIST_DATASETS))
   _define("string", "data_dir", None, "Folder holding the GroupLens or Netflix release (or its "
-          "zip); without it MovieLens comes from tensorflow-datasets.")
+          "zip), or Melon's train.json, val.json and test.json; without it MovieLens comes from "
+          "tensorflow-datasets.")
   _define("string", "tfds_data_dir", None, "tensorflow-datasets data folder.")
   _define("string", "ratings_file", None, "--dataset=csv: the ratings file.")
   _define("string", "delimiter", ",", "--dataset=csv: field delimiter (\\t for tab).")
