@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_autorec.config import DEFAULT_RATING
-from keras_autorec.data import input as data_input
+from keras_autorec.data import row_datasets
 from keras_autorec.fallback import RatingBiases
 from keras_autorec.data.layout import RowLayout
 from keras_autorec.data.ratings import Ratings
@@ -50,7 +50,7 @@ def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarra
   # batch of dense rows however many rows are needed.
   first_pair = 0
   first_row = 0
-  for _, inputs in data_input.rows_dataset(layout.train, needed_rows, batch_size):
+  for _, inputs in row_datasets.rows_dataset(layout.train, needed_rows, batch_size):
     reconstruction = model.predict_ratings(inputs).numpy()
     counts = pairs_per_row[first_row:first_row + reconstruction.shape[0]]
     pairs = order[first_pair:first_pair + counts.sum()]
@@ -153,7 +153,7 @@ def top_k_items(model, layout: RowLayout, users: np.ndarray, k: int,
   row_ids = np.arange(layout.num_rows) if layout.item_based else users
   user_slot = np.full(layout.num_columns if layout.item_based else layout.num_rows, -1)
   user_slot[users] = np.arange(users.size)
-  for batch_rows, inputs in data_input.rows_dataset(train, row_ids, batch_size):
+  for batch_rows, inputs in row_datasets.rows_dataset(train, row_ids, batch_size):
     batch_rows = batch_rows.numpy()
     scores = np.array(model.predict_ratings(inputs))
     lengths = train.row_lengths()[batch_rows]
