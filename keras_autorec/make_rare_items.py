@@ -15,6 +15,10 @@ from keras_autorec import cli_flags
 from keras_autorec.data import rare_items, sources
 
 FLAGS = flags.FLAGS
+# One flag --rare_<field> per field of RareItemsConfig.
+_CONFIG_HELP = {"num_users": "Users kept.", "median_cap": "Median of the item caps.",
+                "cap_log_stddev": "Standard deviation of the log item caps.",
+                "seed": "Seed of the user and rating draws."}
 
 
 def define_flags() -> None:
@@ -23,13 +27,10 @@ def define_flags() -> None:
   # registry that the tests share.
   cli_flags.define_data_flags()
   flags.DEFINE_string("output", None, "Where to write the thinned ratings (CSV).")
-  flags.DEFINE_integer("rare_num_users", rare_items.RareItemsConfig.num_users, "Users kept.")
-  flags.DEFINE_float("rare_median_cap", rare_items.RareItemsConfig.median_cap,
-                     "Median of the item caps.")
-  flags.DEFINE_float("rare_cap_log_stddev", rare_items.RareItemsConfig.cap_log_stddev,
-                     "Standard deviation of the log item caps.")
-  flags.DEFINE_integer("rare_seed", rare_items.RareItemsConfig.seed,
-                       "Seed of the user and rating draws.")
+  for field, help_text in _CONFIG_HELP.items():
+    default = getattr(rare_items.RareItemsConfig, field)
+    define = flags.DEFINE_integer if isinstance(default, int) else flags.DEFINE_float
+    define(f"rare_{field}", default, help_text)
 
 
 def main(argv):
@@ -38,8 +39,7 @@ def main(argv):
   if not FLAGS.output:
     raise app.UsageError("--output: where to write the thinned ratings (CSV)")
   config = rare_items.RareItemsConfig(
-      num_users=FLAGS.rare_num_users, median_cap=FLAGS.rare_median_cap,
-      cap_log_stddev=FLAGS.rare_cap_log_stddev, seed=FLAGS.rare_seed)
+      **{field: FLAGS[f"rare_{field}"].value for field in _CONFIG_HELP})
   try:
     ratings = rare_items.compact(rare_items.thin(sources.load_ratings(cli_flags.data_config()),
                                                  config))
