@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_autorec.data.ratings import outside_rating_scale
 from keras_autorec.serving.errors import InvalidInputError
 
 # Requests are split to stay below TF Serving's 4 MiB default gRPC receive limit.
@@ -87,7 +88,7 @@ def check_ratings(user: int, ids: np.ndarray, values: np.ndarray,
                   rating_scale: tuple[float, float] | None) -> None:
   """Rejects a non-finite or out-of-scale rating of a real (non-padding) item of one user."""
   low, high = rating_scale or (-np.inf, np.inf)
-  bad = (ids != PADDING_ITEM_ID) & ~(np.isfinite(values) & (values >= low) & (values <= high))
+  bad = (ids != PADDING_ITEM_ID) & outside_rating_scale(values, (low, high))
   if bad.any():
     position = int(np.flatnonzero(bad)[0])
     expected = (f"within rating_scale [{low:g}, {high:g}]" if rating_scale
