@@ -80,13 +80,13 @@ def _time_sparse_epochs(trainer, args: argparse.Namespace) -> tuple[list[float],
 
 def _measure_dense(train, args: argparse.Namespace) -> dict:
   """Seconds per epoch and peak RSS of Keras `fit` on dense batches, a few steps extrapolated."""
-  from keras_autorec.data import input as data_input
+  from keras_autorec.data import row_datasets
   from keras_autorec.model import AutoRec
   from keras_autorec.optimizers import make_optimizer
 
   model = AutoRec(train.num_columns, hidden_units=(args.hidden,), l2_weight=1e-4)
   model.compile(optimizer=make_optimizer("adam", 1e-3))
-  dataset = data_input.training_dataset(train, args.dense_batch, seed=0).repeat()
+  dataset = row_datasets.training_dataset(train, args.dense_batch, seed=0).repeat()
   model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
   steps_per_epoch = -(-train.num_rows // args.dense_batch)
   steps = min(args.dense_steps, steps_per_epoch)

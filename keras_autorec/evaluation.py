@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_autorec.config import DEFAULT_RATING
-from keras_autorec.data import input as data_input
+from keras_autorec.data import row_datasets
 from keras_autorec.fallback import RatingBiases
 from keras_autorec.data.layout import RowLayout
 from keras_autorec.data.ratings import Ratings
@@ -50,7 +50,7 @@ def predict_pairs(model, layout: RowLayout, rows: np.ndarray, columns: np.ndarra
   # batch of dense rows however many rows are needed.
   first_pair = 0
   first_row = 0
-  for _, inputs in data_input.rows_dataset(layout.train, needed_rows, batch_size):
+  for _, inputs in row_datasets.rows_dataset(layout.train, needed_rows, batch_size):
     reconstruction = model.predict_ratings(inputs).numpy()
     counts = pairs_per_row[first_row:first_row + reconstruction.shape[0]]
     pairs = order[first_pair:first_pair + counts.sum()]
@@ -153,7 +153,7 @@ def top_k_items(model, layout: RowLayout, users: np.ndarray, k: int,
   row_ids = np.arange(layout.num_rows) if layout.item_based else users
   user_slot = np.full(layout.num_columns if layout.item_based else layout.num_rows, -1)
   user_slot[users] = np.arange(users.size)
-  for batch_rows, inputs in data_input.rows_dataset(train, row_ids, batch_size):
+  for batch_rows, inputs in row_datasets.rows_dataset(train, row_ids, batch_size):
     batch_rows = batch_rows.numpy()
     scores = np.array(model.predict_ratings(inputs))
     lengths = train.row_lengths()[batch_rows]
@@ -168,11 +168,6 @@ def top_k_items(model, layout: RowLayout, users: np.ndarray, k: int,
       best_scores[slots], best_items[slots] = _scores_to_top_k(
           best_scores[slots], best_items[slots], scores, np.arange(layout.num_columns), k)
   return np.where(np.isfinite(best_scores), best_items, -1)
-
-
-def recall_at_k(num_hits: int, num_relevant: int, k: int) -> float:
-  """One user's recall@k: relevant items in the top k / min(k, relevant items), at most 1."""
-  return num_hits / min(k, num_relevant)
 
 
 def top_n_metrics(model, layout: RowLayout, test: Ratings, k: int,
@@ -192,21 +187,21 @@ def top_n_metrics(model, layout: RowLayout, test: Ratings, k: int,
     return {f"ndcg@{k}": math.nan, f"recall@{k}": math.nan, "top_n_users": 0,
             "top_n_users_unseen": skipped}
   top = top_k_items(model, layout, users, k)
-  discounts = 1.0 / np.log2(np.arange(k) + 2.0)
-  ndcgs, recalls = [], []
+  hits = np.zeros(top.shape, dtype=bool)
+  num_relevant = np.zeros(users.size, dtype=np.int64)
   for slot, user in enumerate(users):
     mine = relevant & (user_pos == user)
-    hit = np.isin(top[slot], item_pos[mine & (item_pos >= 0)]) & (top[slot] >= 0)
-    ideal = min(k, int(mine.sum()))
-    ndcgs.append(float(np.sum(discounts[hit]) / np.sum(discounts[:ideal])))
-    recalls.append(recall_at_k(int(hit.sum()), int(mine.sum()), k))
-  return {f"ndcg@{k}": float(np.mean(ndcgs)), f"recall@{k}": float(np.mean(recalls)),
+    hits[slot] = np.isin(top[slot], item_pos[mine & (item_pos >= 0)]) & (top[slot] >= 0)
+    num_relevant[slot] = mine.sum()
+  return {f"ndcg@{k}": mean_ndcg_at_k(hits, num_relevant, k),
+          f"recall@{k}": mean_recall_at_k(hits, num_relevant, k),
           "top_n_users": int(users.size), "top_n_users_unseen": int(skipped)}
 
 
-# Top-N ranking metrics of implicit feedback (`keras_autorec.implicit`): rows of ranked catalog
-# columns against each row's hidden relevant items. NDCG is keras-rs's; keras-rs's RecallAtK
-# divides by all relevant items, so Liang et al.'s recall (divided by min(k, relevant)) is here.
+# Top-N ranking metrics (of `top_n_metrics` and of implicit feedback, `keras_autorec.implicit`):
+# rows of ranked columns against each row's hidden relevant items. NDCG is keras-rs's; keras-rs's
+# RecallAtK divides by all relevant items, so Liang et al.'s recall (divided by min(k, relevant))
+# is here.
 
 MELON_SONG_WEIGHT = 0.85  # Kakao Arena 3's score: 0.85 x song NDCG@100 + 0.15 x tag NDCG@10.
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 # First, before anything imports TensorFlow.
 from keras_autorec import quiet_tensorflow  # noqa: F401  pylint: disable=unused-import
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -28,14 +27,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
 
 from absl import app, flags
 
-from keras_autorec import cli_flags, evaluation, training, tuning
+from keras_autorec import cli_flags, experiment_report, training, tuning
 from keras_autorec.baselines import biased_mf, knn_baseline, llorma, rbm
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, RatingsSplit, SplitConfig, load_splits
+from keras_autorec.experiment_report import Row
 
 EXPERIMENTS = ("orientation", "activations", "baselines", "hidden_units", "deep")
 ALL_FOLDS = "u1..u5"
@@ -87,26 +86,6 @@ class ExperimentConfig:
   rbm_epochs: int = rbm.RBMConfig.epochs
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-  """One line of a results table: a labelled configuration and its per-repeat metrics."""
-
-  label: str
-  params: dict
-  runs: list[dict]
-
-  def summary(self) -> dict:
-    """Mean and 95% CI of test and validation RMSE over the repeats."""
-    test_mean, test_ci = evaluation.mean_and_ci95([r["test_rmse"] for r in self.runs])
-    validation_mean, validation_ci = evaluation.mean_and_ci95(
-        [r["validation_rmse"] for r in self.runs])
-    return {"model": self.label, **self.params, "test_rmse_mean": test_mean,
-            "test_rmse_ci95": test_ci, "validation_rmse_mean": validation_mean,
-            "validation_rmse_ci95": validation_ci, "repeats": len(self.runs),
-            "mean_best_epoch": sum(r["best_epoch"] for r in self.runs) / len(self.runs),
-            "mean_train_seconds": sum(r["train_seconds"] for r in self.runs) / len(self.runs)}
-
-
 class Runner:
   """Loads the splits once and fits configurations on every repeat, reusing cached runs."""
 
@@ -153,42 +132,34 @@ class Runner:
       runs.append(self._cached(kind, split, configs, fit_and_evaluate))
     return Row(label, params, runs)
 
-  def biased_mf(self, label: str, config: biased_mf.BiasedMFConfig) -> Row:
-    """BiasedMF with `config` on every repeat."""
+  def _seeded_runs(self, kind: str, config, fit, evaluate) -> list[dict]:
+    """A baseline fitted with `config`, its seed that of each repeat, on every repeat."""
     runs = []
     for repeat, split in enumerate(self.splits):
       seeded = dataclasses.replace(config, seed=self.config.seed + repeat)
-      runs.append(self._cached(
-          "biased_mf", split, dataclasses.asdict(seeded),
-          lambda split=split, seeded=seeded: biased_mf.evaluate(biased_mf.fit(split, seeded),
-                                                                split)))
+      runs.append(self._cached(kind, split, dataclasses.asdict(seeded),
+                               lambda split=split, seeded=seeded: evaluate(fit(split, seeded),
+                                                                           split)))
+    return runs
+
+  def biased_mf(self, label: str, config: biased_mf.BiasedMFConfig) -> Row:
+    """BiasedMF with `config` on every repeat."""
     params = {"factors": config.factors, "l2_weight": config.l2_weight,
               "optimizer": config.optimizer}
-    return Row(label, params, runs)
+    return Row(label, params,
+               self._seeded_runs("biased_mf", config, biased_mf.fit, biased_mf.evaluate))
 
   def llorma(self, label: str, config: llorma.LlormaConfig) -> Row:
     """LLORMA with `config` on every repeat."""
-    runs = []
-    for repeat, split in enumerate(self.splits):
-      seeded = dataclasses.replace(config, seed=self.config.seed + repeat)
-      runs.append(self._cached(
-          "llorma", split, dataclasses.asdict(seeded),
-          lambda split=split, seeded=seeded: llorma.evaluate(llorma.fit(split, seeded), split)))
     params = {"anchors": config.anchors, "rank": config.rank,
               "kernel_width": config.kernel_width, "l2_weight": config.l2_weight}
-    return Row(label, params, runs)
+    return Row(label, params, self._seeded_runs("llorma", config, llorma.fit, llorma.evaluate))
 
   def rbm_cf(self, label: str, config: rbm.RBMConfig) -> Row:
     """RBM-CF with `config` on every repeat."""
-    runs = []
-    for repeat, split in enumerate(self.splits):
-      seeded = dataclasses.replace(config, seed=self.config.seed + repeat)
-      runs.append(self._cached("rbm", split, dataclasses.asdict(seeded),
-                               lambda split=split, seeded=seeded: rbm.evaluate(
-                                   rbm.fit(split, seeded), split)))
     params = {"hidden_units": config.hidden_units, "learning_rate": config.learning_rate,
               "weight_decay": config.weight_decay}
-    return Row(label, params, runs)
+    return Row(label, params, self._seeded_runs("rbm", config, rbm.fit, rbm.evaluate))
 
   def rbm_rows(self) -> list[Row]:
     """I-RBM and U-RBM with their validation-chosen defaults (the paper's RBM-CF baselines)."""
@@ -253,10 +224,10 @@ def baselines(runner: Runner) -> list[Row]:
   base = biased_mf.BiasedMFConfig(seed=config.seed, epochs=config.mf_epochs)
   result = tuning.tune_biased_mf(runner.splits[0], base, config.mf_factors,
                                  config.mf_l2_weights, config.mf_optimizers, directory=tuning_dir)
-  _write_csv(os.path.join(config.results_dir, "baselines_biased_mf_tuning.csv"),
-             [{**trial.params, "validation_rmse": trial.validation_rmse,
-               "best_epoch": trial.best_epoch, "seconds": trial.seconds}
-              for trial in result.trials])
+  experiment_report.write_csv(
+      os.path.join(config.results_dir, "baselines_biased_mf_tuning.csv"),
+      [{**trial.params, "validation_rmse": trial.validation_rmse,
+        "best_epoch": trial.best_epoch, "seconds": trial.seconds} for trial in result.trials])
   chosen = dataclasses.replace(base, **result.best.params)
   label = (f"BiasedMF (tuned on validation: {chosen.factors} factors, l2 {chosen.l2_weight}, "
            f"{chosen.optimizer})")
@@ -290,61 +261,18 @@ EXPERIMENT_FUNCTIONS = {"orientation": orientation, "activations": activations,
                         "baselines": baselines, "hidden_units": hidden_units, "deep": deep}
 
 
-def _write_csv(path: str, rows: Sequence[dict]) -> None:
-  fields = list(dict.fromkeys(key for row in rows for key in row))
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-
-
-def markdown_table(name: str, rows: Sequence[Row], config: ExperimentConfig,
-                   seconds: float) -> str:
-  """The experiment's results as a Markdown document."""
-  protocol = (f"{len(rows[0].runs)} random 90/10 splits (seeds {config.seed}.."
-              f"{config.seed + len(rows[0].runs) - 1})" if config.split == "random"
-              else f"ML-100K fold(s) {config.split}")
-  lines = [f"# {name}: {EXPERIMENT_FUNCTIONS[name].__doc__}", "",
-           f"Dataset {config.data.dataset}; {protocol}; {config.validation_fraction:.0%} of "
-           "train held out for early stopping and tuning; test RMSE mean +/- 95% CI "
-           f"(Student t). Training: {config.train.optimizer}, lr {config.train.learning_rate}, "
-           f"{'full batch' if not config.train.batch_size else config.train.batch_size}, "
-           f"patience {config.train.patience}, at most {config.train.epochs} epochs; base "
-           f"model {config.model}"
-           f"{'; AutoRec test RMSE after a refit on train + validation' if config.refit else ''}"
-           f". Wall time of this invocation {seconds:.0f} s "
-           "(cached runs cost nothing).", "",
-           "| model | test RMSE | validation RMSE | repeats | mean best epoch | mean train s |",
-           "| --- | --- | --- | --- | --- | --- |"]
-  for row in rows:
-    s = row.summary()
-    lines.append(f"| {s['model']} | {s['test_rmse_mean']:.4f} +/- {s['test_rmse_ci95']:.4f} | "
-                 f"{s['validation_rmse_mean']:.4f} +/- {s['validation_rmse_ci95']:.4f} | "
-                 f"{s['repeats']} | {s['mean_best_epoch']:.0f} | "
-                 f"{s['mean_train_seconds']:.1f} |")
-  return "\n".join(lines) + "\n"
-
-
-def plot_hidden_units(rows: Sequence[Row], path: str) -> None:
-  """Test RMSE (mean and 95% CI) against k, as the paper's figure 2."""
-  import matplotlib
-  matplotlib.use("Agg")
-  from matplotlib import pyplot
-
-  summaries = [row.summary() for row in rows]
-  figure, axes = pyplot.subplots(figsize=(5, 3.5))
-  axes.errorbar([s["hidden_units"] for s in summaries], [s["test_rmse_mean"] for s in summaries],
-                yerr=[s["test_rmse_ci95"] for s in summaries], marker="o", capsize=3,
-                label="test")
-  axes.plot([s["hidden_units"] for s in summaries], [s["validation_rmse_mean"] for s in summaries],
-            marker="s", linestyle="--", label="validation")
-  axes.set_xlabel("hidden units k")
-  axes.set_ylabel("RMSE")
-  axes.set_title("I-AutoRec: RMSE vs number of hidden units")
-  axes.legend()
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
-  pyplot.close(figure)
+def setup_text(config: ExperimentConfig, repeats: int, seconds: float) -> str:
+  """The experiment's protocol, training and wall time, as one Markdown paragraph."""
+  protocol = (f"{repeats} random 90/10 splits (seeds {config.seed}..{config.seed + repeats - 1})"
+              if config.split == "random" else f"ML-100K fold(s) {config.split}")
+  return (f"Dataset {config.data.dataset}; {protocol}; {config.validation_fraction:.0%} of "
+          "train held out for early stopping and tuning; test RMSE mean +/- 95% CI "
+          f"(Student t). Training: {config.train.optimizer}, lr {config.train.learning_rate}, "
+          f"{'full batch' if not config.train.batch_size else config.train.batch_size}, "
+          f"patience {config.train.patience}, at most {config.train.epochs} epochs; base "
+          f"model {config.model}"
+          f"{'; AutoRec test RMSE after a refit on train + validation' if config.refit else ''}"
+          f". Wall time of this invocation {seconds:.0f} s (cached runs cost nothing).")
 
 
 def run_experiment(name: str, config: ExperimentConfig, runner: Runner | None = None) -> str:
@@ -353,12 +281,14 @@ def run_experiment(name: str, config: ExperimentConfig, runner: Runner | None = 
   runner = runner or Runner(config)
   rows = EXPERIMENT_FUNCTIONS[name](runner)
   base = os.path.join(config.results_dir, name)
-  _write_csv(base + ".csv", [row.summary() for row in rows])
-  _write_csv(base + "_runs.csv", [{"model": row.label, **row.params, **run}
-                                  for row in rows for run in row.runs])
+  experiment_report.write_csv(base + ".csv", [row.summary() for row in rows])
+  experiment_report.write_csv(base + "_runs.csv", [{"model": row.label, **row.params, **run}
+                                                   for row in rows for run in row.runs])
   if name == "hidden_units":
-    plot_hidden_units(rows, base + ".png")
-  markdown = markdown_table(name, rows, config, time.time() - start)
+    experiment_report.plot_hidden_units(rows, base + ".png")
+  markdown = experiment_report.markdown_table(
+      f"{name}: {EXPERIMENT_FUNCTIONS[name].__doc__}",
+      setup_text(config, len(rows[0].runs), time.time() - start), rows)
   with open(base + ".md", "w") as f:
     f.write(markdown)
   return markdown

@@ -4,7 +4,8 @@ Every worker runs the same command on the same input. Each builds the same globa
 order depends only on the seed and the epoch) and `tf.distribute` splits every global batch
 between the workers: worker i gets the i-th of `num_workers` equal slices of each batch (the
 dataset reads no files, so tf.data's AUTO shard policy shards by DATA after rebatching each
-global batch into per-replica slices; `data.input` pads batches to a multiple of the replicas).
+global batch into per-replica slices; `data.row_datasets` pads batches to a multiple of the
+replicas).
 The sparse path splits its row blocks by replica id the same way (`sparse.SparseTrainer`).
 The gradients are summed over the workers, so the model trains as one process on all the data
 would.

@@ -284,16 +284,6 @@ def autorec_fit(model_config: training.ModelConfig, train_config: training.Train
   return fit
 
 
-def tune_autorec(split: RatingsSplit, model_config: training.ModelConfig,
-                 train_config: training.TrainConfig, space: AutoRecSpace = AutoRecSpace(),
-                 directory: str | None = None, **search_kwargs) -> TuningResult:
-  """Searches AutoRec over `space` (by default lambda x k, one layer) on validation."""
-  return search_and_evaluate(
-      split, space.hyperparameters(), autorec_fit(model_config, train_config),
-      lambda trained, full: training.evaluate(trained, full, train_config.default_rating),
-      directory, **search_kwargs)
-
-
 def _fit_biased_mf(base: biased_mf.BiasedMFConfig) -> FitFunction:
   def fit(split: RatingsSplit, values: dict[str, Any]):
     trained = biased_mf.fit(split, dataclasses.replace(base, **values))

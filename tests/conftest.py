@@ -17,6 +17,9 @@ from keras_autorec.data import ratings as ratings_lib  # noqa: E402
 from keras_autorec.data import splits  # noqa: E402
 
 NUM_USERS, NUM_ITEMS, NUM_RATINGS = 60, 40, 800
+# The serving client's stand-in model, fake TF Serving servers and certificates, shared by
+# tests/test_autorec_client.py, test_client.py, test_channel.py and test_errors.py.
+pytest_plugins = ("client_fixtures",)
 
 try:
   distribution.split_cpu(2)

@@ -79,12 +79,6 @@ def test_mean_and_ci95():
       1.96 * many.std(ddof=1) / math.sqrt(40))
 
 
-def test_recall_at_k_divides_by_the_attainable_hits():
-  assert evaluation.recall_at_k(2, 3, k=10) == pytest.approx(2 / 3)
-  assert evaluation.recall_at_k(4, 20, k=10) == pytest.approx(0.4)
-  assert evaluation.recall_at_k(10, 10, k=10) == 1.0
-
-
 # Top-N ranking metrics of implicit feedback.
 
 def test_ranking_hits():

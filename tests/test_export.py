@@ -581,8 +581,8 @@ ML100K_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "da
 
 def recall_at_10(top: np.ndarray, liked: list[set]) -> float:
   """Mean over users of |top 10 & liked| / min(10, |liked|)."""
-  return float(np.mean([evaluation.recall_at_k(len(set(row[:10]) & held_out), len(held_out), 10)
-                        for row, held_out in zip(top, liked)]))
+  hits = np.array([[item in held_out for item in row[:10]] for row, held_out in zip(top, liked)])
+  return evaluation.mean_recall_at_k(hits, np.array([len(held_out) for held_out in liked]), 10)
 
 
 @pytest.mark.skipif(not (ML100K_DIR / "ml-100k" / "u.data").exists(),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_autorec import fallback, training
-from keras_autorec.data import input as data_input
+from keras_autorec.data import row_datasets
 from keras_autorec.data import splits
 from keras_autorec.data.layout import build_layout
 from keras_autorec.optimizers import make_optimizer
@@ -41,7 +41,7 @@ def test_early_stopping_restores_best_weights(split):
   best = min(history)
   assert history[-1] > best and trained.best_epoch == history.index(best) + 1
   targets, _ = trained.layout.targets(split.validation)
-  dataset = data_input.evaluation_dataset(trained.layout.train, targets, 1000)
+  dataset = row_datasets.evaluation_dataset(trained.layout.train, targets, 1000)
   rmse = trained.model.evaluate(dataset, return_dict=True, verbose=0)["rmse"]
   assert rmse == pytest.approx(best, rel=1e-5)
 

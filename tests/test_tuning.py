@@ -91,11 +91,20 @@ def test_selection_is_the_same_when_test_ratings_are_garbage(split):
   assert dirty.metrics["test_rmse"] > clean.metrics["test_rmse"] + 0.5
 
 
+def tune_autorec(split, model_config: training.ModelConfig, train_config: training.TrainConfig,
+                 space: tuning.AutoRecSpace, directory: str) -> tuning.TuningResult:
+  """Searches AutoRec over `space` on validation, then scores the chosen trial on test."""
+  return tuning.search_and_evaluate(
+      split, space.hyperparameters(), tuning.autorec_fit(model_config, train_config),
+      lambda trained, full: training.evaluate(trained, full, train_config.default_rating),
+      directory)
+
+
 def test_tune_autorec_searches_the_converted_lambda_and_k_grid(split, tmp_path):
-  result = tuning.tune_autorec(split, training.ModelConfig(),
-                               training.TrainConfig(epochs=3, patience=3, verbose=0),
-                               tuning.AutoRecSpace(paper_lambdas=(1.0, 1000.0), hidden_units=(4,)),
-                               str(tmp_path))
+  result = tune_autorec(split, training.ModelConfig(),
+                        training.TrainConfig(epochs=3, patience=3, verbose=0),
+                        tuning.AutoRecSpace(paper_lambdas=(1.0, 1000.0), hidden_units=(4,)),
+                        str(tmp_path))
   assert [(t.params["hidden_units"], t.params["paper_lambda"]) for t in result.trials] == [
       (4, 1.0), (4, 1000.0)]
   model_config, _ = tuning.autorec_configs(result.trials[1].params, training.ModelConfig(),

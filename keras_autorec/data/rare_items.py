@@ -10,21 +10,15 @@ The thinning:
      log-normal with median `median_cap` and log-scale spread `cap_log_stddev` and handed out in
      order of popularity (the most rated items get the largest caps and keep all their ratings).
 
-  python -m keras_autorec.data.rare_items --dataset=ml1m --data_dir=/work/shared/data \
-      --output=/tmp/ml1m_rare_items.csv
-  python -m keras_autorec.train --dataset=csv --ratings_file=/tmp/ml1m_rare_items.csv
+`python -m keras_autorec.make_rare_items` writes it as CSV.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import numpy as np
-from absl import app, flags
 
-from keras_autorec import cli_flags
-from keras_autorec.data import sources
 from keras_autorec.data.ratings import Ratings
 
 
@@ -89,41 +83,3 @@ def write_csv(ratings: Ratings, path: str) -> None:
     for user, item, rating in zip(ratings.user_ids[ratings.user_index],
                                   ratings.item_ids[ratings.item_index], ratings.rating):
       f.write(f"{user},{item},{rating:g}\n")
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-  """Defines this command's flags."""
-  # Only when run as a command: `--output` is also the Kubeflow runner's flag, in absl's one
-  # registry that the tests share.
-  cli_flags.define_data_flags()
-  flags.DEFINE_string("output", None, "Where to write the thinned ratings (CSV).")
-  flags.DEFINE_integer("rare_num_users", RareItemsConfig.num_users, "Users kept.")
-  flags.DEFINE_float("rare_median_cap", RareItemsConfig.median_cap, "Median of the item caps.")
-  flags.DEFINE_float("rare_cap_log_stddev", RareItemsConfig.cap_log_stddev,
-                     "Standard deviation of the log item caps.")
-  flags.DEFINE_integer("rare_seed", RareItemsConfig.seed, "Seed of the user and rating draws.")
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not FLAGS.output:
-    raise app.UsageError("--output: where to write the thinned ratings (CSV)")
-  config = RareItemsConfig(num_users=FLAGS.rare_num_users, median_cap=FLAGS.rare_median_cap,
-                           cap_log_stddev=FLAGS.rare_cap_log_stddev, seed=FLAGS.rare_seed)
-  try:
-    ratings = compact(thin(sources.load_ratings(cli_flags.data_config()), config))
-  except (ValueError, OSError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  write_csv(ratings, FLAGS.output)
-  print(f"{FLAGS.output}: {describe(ratings)}")
-  return 0
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)

@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from keras_autorec.data.ratings import Ratings
+from keras_autorec.data.ratings import Ratings, pair_keys
 
 RATING_SCALE = (1.0, 5.0)
 DEFAULT_SHAPE = "ml100k"
@@ -256,7 +256,7 @@ def _sample_pairs(rng: np.random.Generator, block_user_weight: np.ndarray,
   num_items = item_weight.shape[0]
   user_sampler = AliasSampler(block_user_weight)
   block_mass = block_user_weight.sum()
-  chosen = np.empty(0, dtype=np.int64)  # Sorted pair keys user * num_items + item.
+  chosen = np.empty(0, dtype=np.int64)  # Sorted `pair_keys`, user * num_items + item.
   chosen_mass = 0.0  # Share of the block's proposal probability already taken.
   kept_share = 1.0  # Of the last round's draws; sizes the next round.
   while chosen.shape[0] < count:
@@ -266,7 +266,7 @@ def _sample_pairs(rng: np.random.Generator, block_user_weight: np.ndarray,
     kept = rng.random(draws) < keep_probability(users, items)
     kept_share = max(float(kept.mean()), 0.01)
     users, items = users[kept], items[kept]
-    keys, first_drawn = np.unique(users.astype(np.int64) * num_items + items, return_index=True)
+    keys, first_drawn = np.unique(pair_keys(users, items, num_items), return_index=True)
     position = np.minimum(np.searchsorted(chosen, keys), max(chosen.shape[0] - 1, 0))
     is_new = (chosen[position] != keys) if chosen.shape[0] else np.ones(keys.shape[0], bool)
     keys, first_drawn = keys[is_new], first_drawn[is_new]

@@ -13,7 +13,7 @@ from keras import ops
 
 from keras_autorec import fallback as fallback_lib
 from keras_autorec.config import ExportConfig
-from keras_autorec.data import input as data_input
+from keras_autorec.data import row_datasets
 from keras_autorec.data.layout import RowLayout, SparseRows, sparse_rows
 from keras_autorec.model import AutoRec
 
@@ -69,7 +69,7 @@ def row_codes(model: AutoRec, layout: RowLayout, batch_size: int = 1024) -> np.n
   """The last hidden code of every row's training ratings, float32 [rows, k]."""
   codes = np.zeros((layout.num_rows, model.hidden_units[-1]), dtype=np.float32)
   row_positions = np.arange(layout.num_rows)
-  for row_ids, inputs in data_input.rows_dataset(layout.train, row_positions, batch_size):
+  for row_ids, inputs in row_datasets.rows_dataset(layout.train, row_positions, batch_size):
     codes[row_ids.numpy()] = ops.convert_to_numpy(model.encode(inputs, training=False))
   return codes
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_autorec import distribution
 from keras_autorec.config import ModelConfig, TrainConfig
-from keras_autorec.data import input as data_input
+from keras_autorec.data import row_datasets
 from keras_autorec.data.layout import RowLayout, build_layout
 from keras_autorec.data.splits import RatingsSplit
 from keras_autorec.model import rating_metrics
@@ -35,8 +35,8 @@ def fit_dense(split: RatingsSplit, model_config: ModelConfig, train_config: Trai
   batch_size = train_config.batch_size or layout.num_rows
   validation_targets, _ = layout.targets(split.validation)
   replicas = strategy.num_replicas_in_sync
-  validation = (data_input.evaluation_dataset(layout.train, validation_targets, batch_size,
-                                              row_multiple=replicas)
+  validation = (row_datasets.evaluation_dataset(layout.train, validation_targets, batch_size,
+                                                row_multiple=replicas)
                 if validation_targets.nnz else None)
   early_stopping = ResumableEarlyStopping(
       train_config.model_dir, train_config.patience, min_delta=train_config.min_delta,
@@ -50,10 +50,10 @@ def fit_dense(split: RatingsSplit, model_config: ModelConfig, train_config: Trai
   finished = initial_epoch >= train_config.epochs or early_stopping.wait >= train_config.patience
   if not finished:
     # One dataset over the remaining epochs: its per-epoch order depends only on (seed, epoch).
-    model.fit(data_input.training_dataset(layout.train, batch_size, seed=train_config.seed,
-                                          first_epoch=initial_epoch,
-                                          num_epochs=train_config.epochs - initial_epoch,
-                                          row_multiple=replicas),
+    model.fit(row_datasets.training_dataset(layout.train, batch_size, seed=train_config.seed,
+                                            first_epoch=initial_epoch,
+                                            num_epochs=train_config.epochs - initial_epoch,
+                                            row_multiple=replicas),
               steps_per_epoch=-(-layout.num_rows // batch_size), shuffle=False,
               validation_data=validation, epochs=train_config.epochs,
               initial_epoch=initial_epoch, callbacks=callbacks, verbose=0)

@@ -1,11 +1,11 @@
-"""Tests for keras_autorec.data.input."""
+"""Tests for keras_autorec.data.row_datasets."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from keras_autorec.data import input as data_input
+from keras_autorec.data import row_datasets
 from keras_autorec.data import layout as layout_lib
 
 
@@ -26,7 +26,7 @@ def test_training_batches_densify_exactly(layout, batch_size):
   # A rating equal to the scale minimum must still be marked observed.
   assert np.any(layout.train.values == 1.0)
   batches = [tuple(t.numpy() for t in batch)
-             for batch in data_input.training_dataset(layout.train, batch_size, seed=0)]
+             for batch in row_datasets.training_dataset(layout.train, batch_size, seed=0)]
   assert len(batches) == -(-layout.num_rows // batch_size)
   for inputs, targets, mask in batches:
     np.testing.assert_array_equal(inputs, targets)
@@ -40,7 +40,7 @@ def test_training_batches_densify_exactly(layout, batch_size):
 
 def test_training_order_depends_on_seed_and_epoch_only(layout):
   def order(seed, first_epoch, num_epochs=1):
-    return _rows_seen([tuple(t.numpy() for t in b) for b in data_input.training_dataset(
+    return _rows_seen([tuple(t.numpy() for t in b) for b in row_datasets.training_dataset(
         layout.train, 16, seed=seed, first_epoch=first_epoch, num_epochs=num_epochs)])
 
   two_epochs = order(0, 0, num_epochs=2)
@@ -52,7 +52,7 @@ def test_training_order_depends_on_seed_and_epoch_only(layout):
 
 
 def test_unshuffled_training_dataset_in_row_order(layout):
-  inputs = _rows_seen([tuple(t.numpy() for t in b) for b in data_input.training_dataset(
+  inputs = _rows_seen([tuple(t.numpy() for t in b) for b in row_datasets.training_dataset(
       layout.train, 16, seed=0, shuffle=False)])
   np.testing.assert_array_equal(inputs, layout.train.to_dense())
 
@@ -63,7 +63,7 @@ def test_evaluation_inputs_are_training_ratings(split, layout):
   dense_train, dense_targets = layout.train.to_dense(), targets.to_dense()
   rows_with_targets = np.flatnonzero(targets.row_lengths() > 0)
   batches = [tuple(t.numpy() for t in b)
-             for b in data_input.evaluation_dataset(layout.train, targets, batch_size=8)]
+             for b in row_datasets.evaluation_dataset(layout.train, targets, batch_size=8)]
   inputs, values, mask = (np.concatenate(parts) for parts in zip(*batches))
   np.testing.assert_array_equal(inputs, dense_train[rows_with_targets])
   np.testing.assert_array_equal(values, dense_targets[rows_with_targets])
@@ -74,14 +74,14 @@ def test_evaluation_inputs_are_training_ratings(split, layout):
 
 def test_evaluation_full_batch(split, layout):
   targets, _ = layout.targets(split.test)
-  batches = list(data_input.evaluation_dataset(layout.train, targets, layout.num_rows))
+  batches = list(row_datasets.evaluation_dataset(layout.train, targets, layout.num_rows))
   assert len(batches) == 1
   assert batches[0][2].numpy().sum() == targets.nnz
 
 
 def test_rows_dataset_in_given_order(layout):
   rows = np.array([5, 0, 3])
-  batches = list(data_input.rows_dataset(layout.train, rows, batch_size=2))
+  batches = list(row_datasets.rows_dataset(layout.train, rows, batch_size=2))
   ids = np.concatenate([b[0].numpy() for b in batches])
   inputs = np.concatenate([b[1].numpy() for b in batches])
   np.testing.assert_array_equal(ids, rows)
