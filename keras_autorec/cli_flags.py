@@ -8,22 +8,20 @@ train's implicit mode (`feedback`) fills `implicit.splits.ImplicitDataConfig` an
 `implicit.experiment.ExperimentConfig` from its own flags and from the model and training flags
 it shares with rating training (IMPLICIT_FIT_FLAGS), and refuses flags the mode does not take.
 
-absl's `--help` lists only flags defined in the main module, so every `define_*` returns its
-`HelpGroup` and each command passes its groups to `flags_parser`, whose `--help` lists them all,
-group by group, with defaults; `--helpfull` is absl's.
+Every `define_*` returns its `cli_help.HelpGroup`, which commands pass to `cli_help.flags_parser`
+for their `--help`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import sys
-import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from absl import app, flags
 
-from keras_autorec import fallback
+from keras_autorec import cli_help, fallback
+# Short names, so the many definitions below read as a table.
+from keras_autorec.cli_help import define as _define, help_group as _help_group
 from keras_autorec.config import (EXPORT_TOP_K, POPULARITY_WEIGHT, DataConfig, ExportConfig,
                                   ModelConfig, SplitConfig, TrainConfig, default_export_dir)
 from keras_autorec.data import sources
@@ -31,46 +29,6 @@ from keras_autorec.data.splits import ML100K_FOLDS
 from keras_autorec.implicit import experiment, fit, losses, splits
 
 FLAGS = flags.FLAGS
-HELP_ARGUMENTS = ("--help", "-help", "--helpshort", "-helpshort", "-?", "-h")
-HELP_WIDTH = 98
-
-
-@dataclasses.dataclass(frozen=True)
-class HelpGroup:
-  """A titled group of flag names, as `--help` lists them."""
-
-  title: str
-  names: tuple[str, ...]
-  note: str = ""  # Printed under the title, before the flags.
-
-
-_defining: list[list[str]] = []  # Names defined by the define_* calls in progress.
-
-
-def _help_group(title: str, note: str = ""):
-  """Makes a define_* function return the HelpGroup of the flags it defines."""
-  def decorate(define: Callable[..., None]) -> Callable[..., HelpGroup]:
-    @functools.wraps(define)
-    def define_group(*args, **kwargs) -> HelpGroup:
-      _defining.append([])
-      try:
-        define(*args, **kwargs)
-      finally:
-        names = _defining.pop()
-      return HelpGroup(title, tuple(names), note)
-    return define_group
-  return decorate
-
-
-def _define(kind: str, name: str, default, help_text: str, enum_values=None) -> None:
-  if _defining:
-    _defining[-1].append(name)
-  if name in FLAGS:
-    return
-  if kind == "enum":
-    flags.DEFINE_enum(name, default, enum_values, help_text)
-  else:
-    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
 
 
 @_help_group("data")
@@ -326,7 +284,7 @@ def _reject_set_flags(names: Iterable[str], reason: str) -> None:
                          f"apply {reason}")
 
 
-def feedback(groups: Sequence[HelpGroup]) -> str:
+def feedback(groups: Sequence[cli_help.HelpGroup]) -> str:
   """'explicit' or 'implicit' from --feedback and --dataset (playlists are implicit), after
   checking that no flag of `groups` that the mode (and data set) does not take was set."""
   dataset = FLAGS.dataset
@@ -378,41 +336,3 @@ def implicit_experiment_config() -> experiment.ExperimentConfig:
       fit=fit.FitConfig(zero_weight=FLAGS.zero_weight, **values), losses=tuple(FLAGS.losses),
       ease_l2_weights=tuple(float(value) for value in FLAGS.ease_l2_weights),
       ease_max_items=FLAGS.ease_max_items)
-
-
-def _flag_help(name: str) -> str:
-  """One flag as absl's --help renders it: name, help, then the default."""
-  flag = FLAGS[name]
-  usage = f"--[no]{name}" if flag.boolean else f"--{name}"
-  default = "none" if flag.default_as_str is None else flag.default_as_str
-  # An enum flag's help already starts with <value|...>, as absl's own --help shows it.
-  lines = textwrap.wrap(f"{usage}: {flag.help}", HELP_WIDTH, initial_indent="  ",
-                        subsequent_indent="    ")
-  return "\n".join([*lines, f"    (default: {default})"])
-
-
-def grouped_help(groups: Sequence[HelpGroup]) -> str:
-  """The flags of `groups`, under each title (groups of one title merged, in first order)."""
-  names_by_title: dict[str, list[str]] = {}
-  for group in groups:
-    names_by_title.setdefault(group.title, []).extend(group.names)
-  notes_by_title: dict[str, list[str]] = {}
-  for group in groups:
-    if group.note:
-      notes_by_title.setdefault(group.title, []).extend(
-          textwrap.wrap(group.note, HELP_WIDTH, initial_indent="  ", subsequent_indent="  "))
-  return "\n\n".join(f"{title} flags:\n" + "\n".join([*notes_by_title.get(title, []),
-                                                        *map(_flag_help, names)])
-                     for title, names in names_by_title.items())
-
-
-def flags_parser(groups: Sequence[HelpGroup], doc: str) -> Callable[[list[str]], list[str]]:
-  """An `app.run` flags parser whose --help prints `doc` and the grouped flags, then exits."""
-  def parse(argv: list[str]) -> list[str]:
-    arguments = argv[1:argv.index("--")] if "--" in argv else argv[1:]
-    if any(argument in HELP_ARGUMENTS for argument in arguments):
-      print(f"{doc.strip()}\n\n{grouped_help(groups)}\n\nAll flags, absl's and "
-            "TensorFlow's included: --helpfull")
-      sys.exit(0)
-    return app.parse_flags_with_usage(argv)
-  return parse

@@ -21,7 +21,7 @@ import sys
 from absl import app
 from absl import flags
 
-from keras_autorec import cli_flags, evaluation, export
+from keras_autorec import cli_flags, cli_help, evaluation, export
 from keras_autorec.data.splits import load_splits
 from keras_autorec.evaluation import evaluate_saved_model
 
@@ -35,7 +35,7 @@ def was_refit(saved_model_dir: str) -> bool:
   return bool(metadata.get("refit", "refit_epochs" in metadata.get("metrics", {})))
 
 
-def _define_flags() -> list[cli_flags.HelpGroup]:
+def _define_flags() -> list[cli_help.HelpGroup]:
   """Defines the flags (not at import: train defines --metrics_file too); returns their groups."""
   groups = [cli_flags.define_data_flags(), cli_flags.define_split_flags()]
   flags.DEFINE_string("saved_model", None,
@@ -44,7 +44,7 @@ def _define_flags() -> list[cli_flags.HelpGroup]:
                        "Ratings per signature call.")
   flags.DEFINE_string("metrics_file", None, "Where to write the metrics as JSON.")
   flags.mark_flag_as_required("saved_model")
-  return groups + [cli_flags.HelpGroup(
+  return groups + [cli_help.HelpGroup(
       "evaluation", ("saved_model", "predict_batch_size", "metrics_file"))]
 
 
@@ -77,4 +77,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli_flags.flags_parser(_define_flags(), __doc__))
+  app.run(main, flags_parser=cli_help.flags_parser(_define_flags(), __doc__))

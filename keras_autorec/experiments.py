@@ -30,7 +30,7 @@ import time
 
 from absl import app, flags
 
-from keras_autorec import cli_flags, experiment_report, training, tuning
+from keras_autorec import cli_flags, cli_help, experiment_report, training, tuning
 from keras_autorec.baselines import biased_mf, knn_baseline, llorma, rbm
 from keras_autorec.data import sources
 from keras_autorec.data.splits import ML100K_FOLDS, RatingsSplit, SplitConfig, load_splits
@@ -299,7 +299,7 @@ FLAGS = flags.FLAGS
 HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                cli_flags.define_repeats_flag(default=5), cli_flags.define_model_flags(),
                cli_flags.define_train_flags(), cli_flags.define_refit_flag(),
-               cli_flags.HelpGroup("experiments", ("results_dir", "hidden_units_grid",
+               cli_help.HelpGroup("experiments", ("results_dir", "hidden_units_grid",
                                                    "mf_factors", "mf_l2_weights",
                                                    "mf_optimizers", "mf_epochs",
                                                    "llorma_anchors", "llorma_rank",
@@ -356,4 +356,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli_flags.flags_parser(HELP_GROUPS, __doc__))
+  app.run(main, flags_parser=cli_help.flags_parser(HELP_GROUPS, __doc__))

@@ -15,7 +15,7 @@ from keras_autorec import quiet_tensorflow  # noqa: F401  pylint: disable=unused
 
 from absl import app, flags
 
-from keras_autorec import cli_flags, train
+from keras_autorec import cli_help, train
 
 DEFAULTS = {"feedback": "implicit", "dataset": "synthetic_melon"}
 
@@ -29,4 +29,4 @@ def set_defaults() -> None:
 if __name__ == "__main__":
   # Only when run as this command: importing the module leaves train's defaults alone.
   set_defaults()
-  app.run(train.main, flags_parser=cli_flags.flags_parser(train.HELP_GROUPS, __doc__))
+  app.run(train.main, flags_parser=cli_help.flags_parser(train.HELP_GROUPS, __doc__))

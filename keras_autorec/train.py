@@ -23,7 +23,7 @@ import sys
 
 from absl import app, flags
 
-from keras_autorec import cli_flags, evaluation, export, multi_worker, training
+from keras_autorec import cli_flags, cli_help, evaluation, export, multi_worker, training
 from keras_autorec.config import DataConfig, ExportConfig, SplitConfig, data_name
 from keras_autorec.data.splits import load_splits
 from keras_autorec.implicit import command as implicit_command
@@ -36,8 +36,8 @@ SERVING_IMAGE = "tensorflow/serving:2.21.0"
 HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_feedback_flag(),
                cli_flags.define_split_flags(), cli_flags.define_repeats_flag(),
                cli_flags.define_model_flags(), cli_flags.define_train_flags(),
-               cli_flags.define_refit_flag(), cli_flags.HelpGroup("export", ("export_dir",)),
-               cli_flags.define_export_flags(), cli_flags.HelpGroup("export", ("metrics_file",)),
+               cli_flags.define_refit_flag(), cli_help.HelpGroup("export", ("export_dir",)),
+               cli_flags.define_export_flags(), cli_help.HelpGroup("export", ("metrics_file",)),
                cli_flags.define_implicit_flags()]
 flags.DEFINE_string("export_dir", None, "TF Serving model base path; each run adds a version "
                     "(the first repeat's model). Default: saved_models/<data>, <data> being the "
@@ -253,4 +253,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli_flags.flags_parser(HELP_GROUPS, __doc__))
+  app.run(main, flags_parser=cli_help.flags_parser(HELP_GROUPS, __doc__))

@@ -26,7 +26,7 @@ import sys
 from absl import app, flags
 from keras_tuner.src.distribute import utils as distribute_utils
 
-from keras_autorec import cli_flags, train, training, tuning
+from keras_autorec import cli_flags, cli_help, train, training, tuning
 from keras_autorec.data.splits import load_splits
 
 FLAGS = flags.FLAGS
@@ -50,7 +50,7 @@ flags.DEFINE_list("tune_optimizers", list(tuning.AutoRecSpace.optimizers),
                   "Optimizers to try: rprop, lbfgs, adam, rmsprop, sgd.")
 flags.DEFINE_list("tune_learning_rates", [str(v) for v in tuning.AutoRecSpace.learning_rates],
                   "Learning rates to try (Rprop: initial step; unused by L-BFGS).")
-HELP_GROUPS = [*train.HELP_GROUPS, cli_flags.HelpGroup(
+HELP_GROUPS = [*train.HELP_GROUPS, cli_help.HelpGroup(
     "tuning", ("tune_dir", "project_name", "oracle", "max_trials", "tune_lambdas",
                "tune_hidden_units", "tune_activations", "tune_optimizers", "tune_learning_rates"))]
 
@@ -138,4 +138,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli_flags.flags_parser(HELP_GROUPS, __doc__))
+  app.run(main, flags_parser=cli_help.flags_parser(HELP_GROUPS, __doc__))

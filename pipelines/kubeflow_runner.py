@@ -22,7 +22,7 @@ from absl import app, flags
 from kfp import compiler, dsl
 
 import keras_autorec
-from keras_autorec import cli_flags
+from keras_autorec import cli_help
 from pipelines import kubeflow_steps, local_runner, pipeline
 
 FLAGS = flags.FLAGS
@@ -33,7 +33,7 @@ PIPELINE_NAME = "keras-autorec"
 UNCACHED = ("ExampleGen", "Evaluator", "Pusher")
 
 HELP_GROUPS = [*local_runner.HELP_GROUPS,
-               cli_flags.HelpGroup("kubeflow", ("output", "image", "pipeline_name"))]
+               cli_help.HelpGroup("kubeflow", ("output", "image", "pipeline_name"))]
 flags.DEFINE_string("output", "autorec_pipeline.yaml", "Where to write the pipeline spec (YAML).")
 flags.DEFINE_string("image", DEFAULT_IMAGE, "Container image of every step, built from the "
                     "repository's Dockerfile (BUILD.md) and pushed where the cluster pulls.")
@@ -183,4 +183,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli_flags.flags_parser(HELP_GROUPS, __doc__))
+  app.run(main, flags_parser=cli_help.flags_parser(HELP_GROUPS, __doc__))

@@ -19,14 +19,14 @@ import sys
 
 from absl import app, flags
 
-from keras_autorec import cli_flags
+from keras_autorec import cli_flags, cli_help
 from pipelines import components, pipeline
 
 FLAGS = flags.FLAGS
 
 HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                cli_flags.define_model_flags(), cli_flags.define_train_flags(),
-               cli_flags.HelpGroup("pipeline", (
+               cli_help.HelpGroup("pipeline", (
                    "pipeline_root", "serving_model_dir", "rmse_threshold", "change_threshold",
                    "max_empty_row_fraction", "no_cache")), cli_flags.define_export_flags()]
 flags.DEFINE_string("pipeline_root", "pipeline_root", "Where component outputs, the cache and "
@@ -81,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli_flags.flags_parser(HELP_GROUPS, __doc__))
+  app.run(main, flags_parser=cli_help.flags_parser(HELP_GROUPS, __doc__))
