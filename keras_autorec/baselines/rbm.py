@@ -25,6 +25,7 @@ sparse (a mini-batch of rows never builds a dense rows x columns x values tensor
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 
@@ -32,11 +33,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_autorec import cli_flags
+from keras_autorec import cli_flags, progress
 from keras_autorec import fallback as fallback_lib
 from keras_autorec.baselines import command
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit, load_splits
+from keras_autorec.training import loop
+from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
 # Pairs scored per prediction batch: bounds the [pairs, values, hidden] weight gather.
 PREDICT_BATCH_PAIRS = 8192
@@ -49,7 +52,8 @@ class RBMConfig:
   Attributes:
     item_based: rows are items (I-RBM; visible units over users) instead of users (U-RBM).
     hidden_units: number of binary hidden units.
-    learning_rate: step size on the batch-mean CD gradient.
+    learning_rate: step size on the batch-mean CD gradient in the first epoch.
+    learning_rate_decay: the step size's factor per epoch (1: constant).
     momentum: momentum of the parameter increments.
     weight_decay: L2 coefficient pulling W towards 0 (not the biases).
     batch_rows: rows per mini-batch.
@@ -63,11 +67,13 @@ class RBMConfig:
       limit); the best validation weights so far are kept.
     fallback: prediction for unseen users or items, one of `keras_autorec.fallback.FALLBACKS`.
     seed: seeds the initial weights, the row order and the Gibbs samples.
+    verbose: the epoch progress of `keras_autorec.progress` (0: none).
   """
 
   item_based: bool = True
   hidden_units: int = 100
   learning_rate: float = 0.1
+  learning_rate_decay: float = 1.0
   momentum: float = 0.9
   weight_decay: float = 0.001
   batch_rows: int = 100
@@ -79,6 +85,7 @@ class RBMConfig:
   max_train_seconds: float | None = None
   fallback: str = "biases"
   seed: int = 0
+  verbose: int = 0
 
   def cd_steps(self, epoch: int) -> int:
     """Gibbs steps of contrastive divergence in `epoch` (0-based)."""
@@ -151,6 +158,20 @@ class RBMCF(tf.Module):
     # The training ratings of every row, the input of every prediction.
     self.input_rows = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
     self.input_units = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
+    self.stop_training = False  # Set by early stopping, as on a Keras model.
+
+  @property
+  def parameters(self) -> tuple[tf.Variable, tf.Variable, tf.Variable]:
+    """W (rows c * K + k), b and c: what training updates."""
+    return self.weights, self.visible_bias, self.hidden_bias
+
+  def get_weights(self) -> list[np.ndarray]:
+    """The parameters' values, as Keras' `get_weights` (what early stopping keeps)."""
+    return [variable.numpy() for variable in self.parameters]
+
+  def set_weights(self, values: list[np.ndarray]) -> None:
+    for variable, value in zip(self.parameters, values):
+      variable.assign(value)
 
   def set_inputs(self, rows: np.ndarray, columns: np.ndarray, levels: np.ndarray) -> None:
     """Makes these training ratings the visible input of every prediction."""
@@ -224,7 +245,7 @@ def _row_ragged(rows: np.ndarray, units: np.ndarray, num_rows: int) -> tf.Ragged
 def _make_train_step(model: RBMCF, config: RBMConfig, train_units: tf.RaggedTensor):
   """The tf.function that applies one CD-T update for a batch of rows and returns its errors."""
   num_values, num_units = model.num_values, model.num_columns * model.num_values
-  variables = (model.weights, model.visible_bias, model.hidden_bias)
+  variables = model.parameters
   increments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
   generator = tf.random.Generator.from_seed(config.seed)
 
@@ -234,8 +255,9 @@ def _make_train_step(model: RBMCF, config: RBMConfig, train_units: tf.RaggedTens
         logits, 1, generator.make_seeds(1)[:, 0])[:, 0], tf.int32)
     return logits, columns * num_values + levels
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
-  def train_step(row_ids, cd_steps):
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
+                                tf.TensorSpec([], tf.float32)])
+  def train_step(row_ids, cd_steps, learning_rate):
     batch = tf.gather(train_units, row_ids)
     batch_rows = tf.cast(batch.value_rowids(), tf.int32)
     data_units = batch.flat_values
@@ -266,7 +288,7 @@ def _make_train_step(model: RBMCF, config: RBMConfig, train_units: tf.RaggedTens
     for variable, increment, plus, minus, weight_decay in zip(variables, increments, positive,
                                                               negative, decay):
       gradient = (plus - minus) * scale - weight_decay * variable
-      increment.assign(config.momentum * increment + config.learning_rate * gradient)
+      increment.assign(config.momentum * increment + learning_rate * gradient)
       variable.assign_add(increment)
     return squared_error, tf.cast(tf.size(data_units), tf.float32)
 
@@ -293,13 +315,8 @@ def rmse(trained: TrainedRBM, ratings: Ratings) -> float:
   return float(np.sqrt(np.mean(np.square(ratings.rating - predictions))))
 
 
-def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
-  """Fits RBM-CF on `split.train`, early-stopping on `split.validation` RMSE."""
-  config.validate()
-  if split.train.num_ratings == 0:
-    raise ValueError("cannot fit an RBM without training ratings")
-  start = time.time()
-  train = split.train
+def _build_model(train: Ratings, config: RBMConfig) -> tuple[RBMCF, np.ndarray, np.ndarray]:
+  """A new RBM for `train` (visible biases from its ratings, which are its input) and its rows, units."""
   values = rating_values(train.rating_scale, config.rating_step)
   if values.size < 2:
     raise ValueError(f"rating_step {config.rating_step} leaves fewer than two rating values on "
@@ -309,50 +326,53 @@ def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
                            else (train.num_users, train.num_items))
   model = RBMCF(num_rows, num_columns, values, config.hidden_units, config.item_based,
                 config.init_stddev, config.seed)
-  units = columns.astype(np.int64) * values.size + rating_levels(train.rating, values)
+  levels = rating_levels(train.rating, values)
+  units = columns.astype(np.int64) * values.size + levels
   model.visible_bias.assign(_initial_visible_bias(units, num_columns, values.size))
-  model.set_inputs(rows, columns, rating_levels(train.rating, values))
-  train_step = _make_train_step(model, config, _row_ragged(rows, units, num_rows))
+  model.set_inputs(rows, columns, levels)
+  return model, rows, units
+
+
+def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
+  """Fits RBM-CF on `split.train`, early-stopping on `split.validation` RMSE."""
+  config.validate()
+  if split.train.num_ratings == 0:
+    raise ValueError("cannot fit an RBM without training ratings")
+  start = time.time()
+  train = split.train
+  model, rows, units = _build_model(train, config)
+  train_step = _make_train_step(model, config, _row_ragged(rows, units, model.num_rows))
   trained = TrainedRBM(model, fallback_lib.make_fallback(config.fallback, train),
                        _seen(train.user_index, train.num_users),
-                       _seen(train.item_index, train.num_items),
-                       {"reconstruction_rmse": [], "val_rmse": []}, 0, 0, 0.0)
+                       _seen(train.item_index, train.num_items), {}, 0, 0, 0.0)
   rng = np.random.default_rng(config.seed)
   row_ids = np.unique(rows).astype(np.int32)
-  best_rmse, best_values, waited = np.inf, None, 0
-  for epoch in range(config.epochs):
-    order = rng.permutation(row_ids)
+  epochs = itertools.count()
+
+  def run_epoch() -> float:
+    """One CD pass over the rows in mini-batches; returns the reconstruction RMSE."""
+    epoch = next(epochs)
     cd_steps = tf.constant(config.cd_steps(epoch), tf.int32)
-    squared_error = count = 0.0
-    for batch_start in range(0, order.size, config.batch_rows):
-      batch_error, batch_count = train_step(
-          tf.constant(order[batch_start:batch_start + config.batch_rows]), cd_steps)
-      squared_error += float(batch_error)
-      count += float(batch_count)
-    trained.history["reconstruction_rmse"].append(float(np.sqrt(squared_error / count)))
-    trained.epochs_run = epoch + 1
-    if not split.validation.num_ratings:
-      continue
-    validation_rmse = rmse(trained, split.validation)
-    trained.history["val_rmse"].append(validation_rmse)
-    logging.info("epoch %d (CD-%d): reconstruction RMSE %.4f, validation RMSE %.4f, %.0f s",
-                 epoch + 1, int(cd_steps), trained.history["reconstruction_rmse"][-1],
-                 validation_rmse, time.time() - start)
-    if validation_rmse < best_rmse:
-      best_rmse, waited, trained.best_epoch = validation_rmse, 0, epoch + 1
-      best_values = [v.numpy() for v in model.trainable_variables]
-    else:
-      waited += 1
-      if waited >= config.patience:
-        break
-    if config.max_train_seconds is not None and time.time() - start > config.max_train_seconds:
-      logging.info("stopping after %d epochs: past max_train_seconds", epoch + 1)
-      break
-  if best_values is not None:
-    for variable, value in zip(model.trainable_variables, best_values):
-      variable.assign(value)
-  else:
-    trained.best_epoch = trained.epochs_run
+    learning_rate = tf.constant(config.learning_rate * config.learning_rate_decay**epoch)
+    order = rng.permutation(row_ids)
+    totals = [train_step(tf.constant(order[batch:batch + config.batch_rows]), cd_steps,
+                         learning_rate) for batch in range(0, order.size, config.batch_rows)]
+    squared_error, count = np.sum([[float(t) for t in total] for total in totals], axis=0)
+    return float(np.sqrt(squared_error / count))
+
+  early_stopping = ResumableEarlyStopping(None, config.patience)
+  loop.run_epochs(
+      model, run_epoch,
+      (lambda: rmse(trained, split.validation)) if split.validation.num_ratings else None,
+      early_stopping, config.epochs,
+      report=progress.EpochProgress(config.epochs, config.verbose) if config.verbose else None,
+      converged=lambda: (config.max_train_seconds is not None
+                         and time.time() - start > config.max_train_seconds))
+  trained.history = {"reconstruction_rmse": early_stopping.history["loss"],
+                     "val_rmse": early_stopping.history.get("val_rmse", [])}
+  trained.epochs_run = early_stopping.completed_epochs
+  trained.best_epoch = (early_stopping.best_epoch + 1 if early_stopping.best_weights is not None
+                        else trained.epochs_run)
   trained.seconds = time.time() - start
   return trained
 
@@ -372,7 +392,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.getLogger().setLevel(logging.INFO)
   config = default_config(FLAGS.item_based, hidden_units=FLAGS.rbm_hidden_units,
-                          epochs=FLAGS.rbm_epochs, max_train_seconds=FLAGS.rbm_max_train_seconds)
+                          epochs=FLAGS.rbm_epochs, max_train_seconds=FLAGS.rbm_max_train_seconds,
+                          verbose=2)
   if FLAGS.rbm_learning_rate is not None:
     config = dataclasses.replace(config, learning_rate=FLAGS.rbm_learning_rate)
   name = "I-RBM" if config.item_based else "U-RBM"
