@@ -2,22 +2,19 @@ r"""RBM-CF (Salakhutdinov, Mnih and Hinton, ICML 2007): I-RBM and U-RBM, AutoRec
 
 A row (a user for U-RBM, an item for I-RBM, `item_based`) is one RBM whose visible units are
 softmax units over the rating values, one for each column (item or user) the row rated in
-training; every row's RBM shares the weights W [columns, values, hidden], the visible biases
-b [columns, values] and the hidden biases c [hidden]. With V the row's one-hot training ratings,
+training; all rows share the weights W [columns, values, hidden] and the biases b [columns,
+values] and c [hidden]. With V the row's one-hot training ratings,
 
     p(h_j = 1 | V) = sigmoid(c_j + sum over rated columns i of W[i, r_i, j])
     p(v_q = k | h) = softmax_k(b[q, k] + sum_j h_j W[q, k, j])
 
-Training is contrastive divergence on mini-batches of rows: CD-T with T growing as training
-proceeds (`cd_schedule`: 1, then 3, then 5; the paper goes on to 9), momentum and weight decay;
-the negative phase reconstructs only the row's rated columns. The prediction for (row, q) is the
-paper's: the expected rating under p(v_q | p(h | V)) with V the row's training ratings (never
-test ratings).
-Pairs whose user or item has no training ratings get the package's fallback
-(`keras_autorec.fallback`), as AutoRec's do.
-
-Ratings go to the nearest value of lowest, lowest + rating_step, ..., highest; the data stay
-sparse (a mini-batch of rows never builds a dense rows x columns x values tensor).
+Training is contrastive divergence on mini-batches of rows, CD-T with T growing over the epochs
+(`cd_schedule`), with momentum, weight decay and a decaying learning rate; the negative phase
+reconstructs only the row's rated columns. The prediction for (row, q) is the paper's mean-field
+one: the expected rating under p(v_q | p(h | V)), V the row's training ratings (never test
+ratings). Pairs with an unseen user or item get the package's fallback (`keras_autorec.fallback`).
+Ratings go to the nearest of lowest, lowest + rating_step, ..., highest; the data stay sparse (no
+dense rows x columns x values tensor, even for a mini-batch).
 
   python -m keras_autorec.baselines.rbm --dataset=ml1m --data_dir=../shared/data --item_based
 """
@@ -35,7 +32,7 @@ from absl import app, flags
 
 from keras_autorec import cli_flags, progress
 from keras_autorec import fallback as fallback_lib
-from keras_autorec.baselines import command
+from keras_autorec.baselines import command, contrastive_divergence
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit, load_splits
 from keras_autorec.training import loop
@@ -236,73 +233,6 @@ def _orient(ratings: Ratings, item_based: bool) -> tuple[np.ndarray, np.ndarray]
           else (ratings.user_index, ratings.item_index))
 
 
-def _row_ragged(rows: np.ndarray, units: np.ndarray, num_rows: int) -> tf.RaggedTensor:
-  order = np.argsort(rows, kind="stable")
-  return tf.RaggedTensor.from_value_rowids(units[order].astype(np.int32),
-                                           rows[order].astype(np.int64), nrows=num_rows)
-
-
-def _make_train_step(model: RBMCF, config: RBMConfig, train_units: tf.RaggedTensor):
-  """The tf.function that applies one CD-T update for a batch of rows and returns its errors."""
-  num_values, num_units = model.num_values, model.num_columns * model.num_values
-  variables = model.parameters
-  increments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-  generator = tf.random.Generator.from_seed(config.seed)
-
-  def sample_visible(hidden, batch_rows, columns):
-    logits = model.visible_logits(tf.gather(hidden, batch_rows), columns)
-    levels = tf.cast(tf.random.stateless_categorical(
-        logits, 1, generator.make_seeds(1)[:, 0])[:, 0], tf.int32)
-    return logits, columns * num_values + levels
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
-                                tf.TensorSpec([], tf.float32)])
-  def train_step(row_ids, cd_steps, learning_rate):
-    batch = tf.gather(train_units, row_ids)
-    batch_rows = tf.cast(batch.value_rowids(), tf.int32)
-    data_units = batch.flat_values
-    columns = data_units // num_values
-    num_rows = tf.shape(row_ids)[0]
-    positive_hidden = model.hidden_probabilities(batch_rows, data_units, num_rows)
-    hidden = tf.cast(generator.uniform(tf.shape(positive_hidden)) < positive_hidden, tf.float32)
-    logits, model_units = sample_visible(hidden, batch_rows, columns)
-    # Squared error of the first reconstruction's expected rating: the training signal to watch.
-    data_values = tf.gather(model.values, data_units % num_values)
-    squared_error = tf.reduce_sum(tf.square(model.expected_rating(logits) - data_values))
-    negative_hidden = model.hidden_probabilities(batch_rows, model_units, num_rows)
-    for _ in tf.range(cd_steps - 1):
-      hidden = tf.cast(generator.uniform(tf.shape(negative_hidden)) < negative_hidden, tf.float32)
-      _, model_units = sample_visible(hidden, batch_rows, columns)
-      negative_hidden = model.hidden_probabilities(batch_rows, model_units, num_rows)
-
-    def statistics(units, hidden_probabilities):
-      weights = tf.math.unsorted_segment_sum(tf.gather(hidden_probabilities, batch_rows), units,
-                                             num_units)
-      visible = tf.math.unsorted_segment_sum(tf.ones_like(units, tf.float32), units, num_units)
-      return weights, tf.reshape(visible, [-1, num_values]), tf.reduce_sum(hidden_probabilities, 0)
-
-    scale = 1.0 / tf.cast(num_rows, tf.float32)
-    positive = statistics(data_units, positive_hidden)
-    negative = statistics(model_units, negative_hidden)
-    decay = (config.weight_decay, 0.0, 0.0)
-    for variable, increment, plus, minus, weight_decay in zip(variables, increments, positive,
-                                                              negative, decay):
-      gradient = (plus - minus) * scale - weight_decay * variable
-      increment.assign(config.momentum * increment + learning_rate * gradient)
-      variable.assign_add(increment)
-    return squared_error, tf.cast(tf.size(data_units), tf.float32)
-
-  return train_step
-
-
-def _initial_visible_bias(units: np.ndarray, num_columns: int, num_values: int) -> np.ndarray:
-  """Log of each column's smoothed rating-value frequencies, so the softmax starts at the data."""
-  counts = np.bincount(units, minlength=num_columns * num_values).reshape(num_columns, num_values)
-  overall = counts.sum(axis=0) + 1.0
-  smoothed = counts + overall / overall.sum()
-  return np.log(smoothed / smoothed.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def _seen(index: np.ndarray, size: int) -> np.ndarray:
   seen = np.zeros(size, dtype=bool)
   seen[index] = True
@@ -328,7 +258,7 @@ def _build_model(train: Ratings, config: RBMConfig) -> tuple[RBMCF, np.ndarray, 
                 config.init_stddev, config.seed)
   levels = rating_levels(train.rating, values)
   units = columns.astype(np.int64) * values.size + levels
-  model.visible_bias.assign(_initial_visible_bias(units, num_columns, values.size))
+  model.visible_bias.assign(contrastive_divergence.initial_visible_bias(units, num_columns, values.size))
   model.set_inputs(rows, columns, levels)
   return model, rows, units
 
@@ -341,7 +271,9 @@ def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
   start = time.time()
   train = split.train
   model, rows, units = _build_model(train, config)
-  train_step = _make_train_step(model, config, _row_ragged(rows, units, model.num_rows))
+  train_step = contrastive_divergence.make_train_step(
+      model, contrastive_divergence.row_ragged(rows, units, model.num_rows), config.momentum,
+      config.weight_decay, config.seed)
   trained = TrainedRBM(model, fallback_lib.make_fallback(config.fallback, train),
                        _seen(train.user_index, train.num_users),
                        _seen(train.item_index, train.num_items), {}, 0, 0, 0.0)
