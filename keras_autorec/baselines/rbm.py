@@ -250,7 +250,7 @@ def rmse(trained: TrainedRBM, ratings: Ratings) -> float:
 
 
 def _build_model(train: Ratings, config: RBMConfig) -> tuple[RBMCF, np.ndarray, np.ndarray]:
-  """A new RBM for `train` (visible biases from its ratings, which are its input) and its rows, units."""
+  """A new RBM whose visible biases and input come from `train`; also its rows and units."""
   values = rating_values(train.rating_scale, config.rating_step)
   if values.size < 2:
     raise ValueError(f"rating_step {config.rating_step} leaves fewer than two rating values on "
@@ -262,7 +262,8 @@ def _build_model(train: Ratings, config: RBMConfig) -> tuple[RBMCF, np.ndarray, 
                 config.init_stddev, config.seed)
   levels = rating_levels(train.rating, values)
   units = columns.astype(np.int64) * values.size + levels
-  model.visible_bias.assign(contrastive_divergence.initial_visible_bias(units, num_columns, values.size))
+  model.visible_bias.assign(
+      contrastive_divergence.initial_visible_bias(units, num_columns, values.size))
   model.set_inputs(rows, columns, levels)
   return model, rows, units
 
