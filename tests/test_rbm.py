@@ -115,3 +115,24 @@ def test_cd_schedule_grows_and_is_checked():
     rbm.RBMConfig(cd_schedule=((2, 1),)).validate()
   with pytest.raises(ValueError, match="hidden_units"):
     rbm.RBMConfig(hidden_units=0).validate()
+
+
+def test_learning_rate_decays_per_epoch(blocks):
+  # Decay 0 leaves a step only in the first epoch (0.0 ** 0 == 1): without momentum the weights,
+  # hence the validation RMSE, then stay put.
+  trained = rbm.fit(blocks, dataclasses.replace(QUICK, epochs=3, learning_rate_decay=0.0,
+                                                momentum=0.0))
+  first, *rest = trained.history["val_rmse"]
+  assert rest == [first, first]
+  moving = rbm.fit(blocks, dataclasses.replace(QUICK, epochs=3, momentum=0.0))
+  assert len(set(moving.history["val_rmse"])) == 3
+
+
+def test_default_configs_are_valid_and_differ_only_in_learning_rate():
+  item, user = rbm.default_config(item_based=True), rbm.default_config(item_based=False)
+  item.validate()
+  user.validate()
+  differing = {field.name for field in dataclasses.fields(rbm.RBMConfig)
+               if getattr(item, field.name) != getattr(user, field.name)}
+  assert differing == {"item_based", "learning_rate"}
+  assert rbm.default_config(item_based=True, hidden_units=7).hidden_units == 7

@@ -2,22 +2,19 @@ r"""RBM-CF (Salakhutdinov, Mnih and Hinton, ICML 2007): I-RBM and U-RBM, AutoRec
 
 A row (a user for U-RBM, an item for I-RBM, `item_based`) is one RBM whose visible units are
 softmax units over the rating values, one for each column (item or user) the row rated in
-training; every row's RBM shares the weights W [columns, values, hidden], the visible biases
-b [columns, values] and the hidden biases c [hidden]. With V the row's one-hot training ratings,
+training; all rows share the weights W [columns, values, hidden] and the biases b [columns,
+values] and c [hidden]. With V the row's one-hot training ratings,
 
     p(h_j = 1 | V) = sigmoid(c_j + sum over rated columns i of W[i, r_i, j])
     p(v_q = k | h) = softmax_k(b[q, k] + sum_j h_j W[q, k, j])
 
-Training is contrastive divergence on mini-batches of rows: CD-T with T growing as training
-proceeds (`cd_schedule`: 1, then 3, then 5; the paper goes on to 9), momentum and weight decay;
-the negative phase reconstructs only the row's rated columns. The prediction for (row, q) is the
-paper's: the expected rating under p(v_q | p(h | V)) with V the row's training ratings (never
-test ratings).
-Pairs whose user or item has no training ratings get the package's fallback
-(`keras_autorec.fallback`), as AutoRec's do.
-
-Ratings go to the nearest value of lowest, lowest + rating_step, ..., highest; the data stay
-sparse (a mini-batch of rows never builds a dense rows x columns x values tensor).
+Training is contrastive divergence on mini-batches of rows, CD-T with T growing over the epochs
+(`cd_schedule`), with momentum, weight decay and a decaying learning rate; the negative phase
+reconstructs only the row's rated columns. The prediction for (row, q) is the paper's mean-field
+one: the expected rating under p(v_q | p(h | V)), V the row's training ratings (never test
+ratings). Pairs with an unseen user or item get the package's fallback (`keras_autorec.fallback`).
+Ratings go to the nearest of lowest, lowest + rating_step, ..., highest; the data stay sparse (no
+dense rows x columns x values tensor, even for a mini-batch).
 
   python -m keras_autorec.baselines.rbm --dataset=ml1m --data_dir=../shared/data --item_based
 """
@@ -25,6 +22,7 @@ sparse (a mini-batch of rows never builds a dense rows x columns x values tensor
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 
@@ -32,11 +30,13 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_autorec import cli_flags
+from keras_autorec import cli_flags, progress
 from keras_autorec import fallback as fallback_lib
-from keras_autorec.baselines import command
+from keras_autorec.baselines import command, contrastive_divergence
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit, load_splits
+from keras_autorec.training import loop
+from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
 # Pairs scored per prediction batch: bounds the [pairs, values, hidden] weight gather.
 PREDICT_BATCH_PAIRS = 8192
@@ -49,7 +49,8 @@ class RBMConfig:
   Attributes:
     item_based: rows are items (I-RBM; visible units over users) instead of users (U-RBM).
     hidden_units: number of binary hidden units.
-    learning_rate: step size on the batch-mean CD gradient.
+    learning_rate: step size on the batch-mean CD gradient in the first epoch.
+    learning_rate_decay: the step size's factor per epoch (1: constant).
     momentum: momentum of the parameter increments.
     weight_decay: L2 coefficient pulling W towards 0 (not the biases).
     batch_rows: rows per mini-batch.
@@ -63,11 +64,13 @@ class RBMConfig:
       limit); the best validation weights so far are kept.
     fallback: prediction for unseen users or items, one of `keras_autorec.fallback.FALLBACKS`.
     seed: seeds the initial weights, the row order and the Gibbs samples.
+    verbose: the epoch progress of `keras_autorec.progress` (0: none).
   """
 
   item_based: bool = True
   hidden_units: int = 100
   learning_rate: float = 0.1
+  learning_rate_decay: float = 1.0
   momentum: float = 0.9
   weight_decay: float = 0.001
   batch_rows: int = 100
@@ -79,6 +82,7 @@ class RBMConfig:
   max_train_seconds: float | None = None
   fallback: str = "biases"
   seed: int = 0
+  verbose: int = 0
 
   def cd_steps(self, epoch: int) -> int:
     """Gibbs steps of contrastive divergence in `epoch` (0-based)."""
@@ -98,15 +102,19 @@ class RBMConfig:
       raise ValueError(f"rating_step must be positive, got {self.rating_step}")
 
 
-# Chosen on validation RMSE (README, Results); I-RBM and U-RBM differ only in learning rate.
-DEFAULT_LEARNING_RATE = {True: 0.2, False: 0.3}
+# Chosen on ML-1M seed 0's validation RMSE (benchmarks/README.md, "RBM-CF search"); the two
+# differ only in learning rate.
+DEFAULT_CHANGES = {
+    True: dict(hidden_units=200, batch_rows=50, learning_rate=0.1, learning_rate_decay=0.9,
+               weight_decay=0.003),
+    False: dict(hidden_units=200, batch_rows=50, learning_rate=0.15, learning_rate_decay=0.9,
+                weight_decay=0.003),
+}
 
 
 def default_config(item_based: bool, **changes) -> RBMConfig:
   """I-RBM's (item_based) or U-RBM's validation-chosen configuration, with `changes`."""
-  return dataclasses.replace(RBMConfig(item_based=item_based,
-                                       learning_rate=DEFAULT_LEARNING_RATE[item_based]),
-                             **changes)
+  return RBMConfig(item_based=item_based, **{**DEFAULT_CHANGES[item_based], **changes})
 
 
 def rating_values(rating_scale: tuple[float, float], rating_step: float) -> np.ndarray:
@@ -151,6 +159,20 @@ class RBMCF(tf.Module):
     # The training ratings of every row, the input of every prediction.
     self.input_rows = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
     self.input_units = tf.Variable(tf.zeros([0], tf.int32), shape=[None], trainable=False)
+    self.stop_training = False  # Set by early stopping, as on a Keras model.
+
+  @property
+  def parameters(self) -> tuple[tf.Variable, tf.Variable, tf.Variable]:
+    """W (rows c * K + k), b and c: what training updates."""
+    return self.weights, self.visible_bias, self.hidden_bias
+
+  def get_weights(self) -> list[np.ndarray]:
+    """The parameters' values, as Keras' `get_weights` (what early stopping keeps)."""
+    return [variable.numpy() for variable in self.parameters]
+
+  def set_weights(self, values: list[np.ndarray]) -> None:
+    for variable, value in zip(self.parameters, values):
+      variable.assign(value)
 
   def set_inputs(self, rows: np.ndarray, columns: np.ndarray, levels: np.ndarray) -> None:
     """Makes these training ratings the visible input of every prediction."""
@@ -215,72 +237,6 @@ def _orient(ratings: Ratings, item_based: bool) -> tuple[np.ndarray, np.ndarray]
           else (ratings.user_index, ratings.item_index))
 
 
-def _row_ragged(rows: np.ndarray, units: np.ndarray, num_rows: int) -> tf.RaggedTensor:
-  order = np.argsort(rows, kind="stable")
-  return tf.RaggedTensor.from_value_rowids(units[order].astype(np.int32),
-                                           rows[order].astype(np.int64), nrows=num_rows)
-
-
-def _make_train_step(model: RBMCF, config: RBMConfig, train_units: tf.RaggedTensor):
-  """The tf.function that applies one CD-T update for a batch of rows and returns its errors."""
-  num_values, num_units = model.num_values, model.num_columns * model.num_values
-  variables = (model.weights, model.visible_bias, model.hidden_bias)
-  increments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-  generator = tf.random.Generator.from_seed(config.seed)
-
-  def sample_visible(hidden, batch_rows, columns):
-    logits = model.visible_logits(tf.gather(hidden, batch_rows), columns)
-    levels = tf.cast(tf.random.stateless_categorical(
-        logits, 1, generator.make_seeds(1)[:, 0])[:, 0], tf.int32)
-    return logits, columns * num_values + levels
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
-  def train_step(row_ids, cd_steps):
-    batch = tf.gather(train_units, row_ids)
-    batch_rows = tf.cast(batch.value_rowids(), tf.int32)
-    data_units = batch.flat_values
-    columns = data_units // num_values
-    num_rows = tf.shape(row_ids)[0]
-    positive_hidden = model.hidden_probabilities(batch_rows, data_units, num_rows)
-    hidden = tf.cast(generator.uniform(tf.shape(positive_hidden)) < positive_hidden, tf.float32)
-    logits, model_units = sample_visible(hidden, batch_rows, columns)
-    # Squared error of the first reconstruction's expected rating: the training signal to watch.
-    data_values = tf.gather(model.values, data_units % num_values)
-    squared_error = tf.reduce_sum(tf.square(model.expected_rating(logits) - data_values))
-    negative_hidden = model.hidden_probabilities(batch_rows, model_units, num_rows)
-    for _ in tf.range(cd_steps - 1):
-      hidden = tf.cast(generator.uniform(tf.shape(negative_hidden)) < negative_hidden, tf.float32)
-      _, model_units = sample_visible(hidden, batch_rows, columns)
-      negative_hidden = model.hidden_probabilities(batch_rows, model_units, num_rows)
-
-    def statistics(units, hidden_probabilities):
-      weights = tf.math.unsorted_segment_sum(tf.gather(hidden_probabilities, batch_rows), units,
-                                             num_units)
-      visible = tf.math.unsorted_segment_sum(tf.ones_like(units, tf.float32), units, num_units)
-      return weights, tf.reshape(visible, [-1, num_values]), tf.reduce_sum(hidden_probabilities, 0)
-
-    scale = 1.0 / tf.cast(num_rows, tf.float32)
-    positive = statistics(data_units, positive_hidden)
-    negative = statistics(model_units, negative_hidden)
-    decay = (config.weight_decay, 0.0, 0.0)
-    for variable, increment, plus, minus, weight_decay in zip(variables, increments, positive,
-                                                              negative, decay):
-      gradient = (plus - minus) * scale - weight_decay * variable
-      increment.assign(config.momentum * increment + config.learning_rate * gradient)
-      variable.assign_add(increment)
-    return squared_error, tf.cast(tf.size(data_units), tf.float32)
-
-  return train_step
-
-
-def _initial_visible_bias(units: np.ndarray, num_columns: int, num_values: int) -> np.ndarray:
-  """Log of each column's smoothed rating-value frequencies, so the softmax starts at the data."""
-  counts = np.bincount(units, minlength=num_columns * num_values).reshape(num_columns, num_values)
-  overall = counts.sum(axis=0) + 1.0
-  smoothed = counts + overall / overall.sum()
-  return np.log(smoothed / smoothed.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def _seen(index: np.ndarray, size: int) -> np.ndarray:
   seen = np.zeros(size, dtype=bool)
   seen[index] = True
@@ -293,13 +249,8 @@ def rmse(trained: TrainedRBM, ratings: Ratings) -> float:
   return float(np.sqrt(np.mean(np.square(ratings.rating - predictions))))
 
 
-def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
-  """Fits RBM-CF on `split.train`, early-stopping on `split.validation` RMSE."""
-  config.validate()
-  if split.train.num_ratings == 0:
-    raise ValueError("cannot fit an RBM without training ratings")
-  start = time.time()
-  train = split.train
+def _build_model(train: Ratings, config: RBMConfig) -> tuple[RBMCF, np.ndarray, np.ndarray]:
+  """A new RBM whose visible biases and input come from `train`; also its rows and units."""
   values = rating_values(train.rating_scale, config.rating_step)
   if values.size < 2:
     raise ValueError(f"rating_step {config.rating_step} leaves fewer than two rating values on "
@@ -309,50 +260,56 @@ def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
                            else (train.num_users, train.num_items))
   model = RBMCF(num_rows, num_columns, values, config.hidden_units, config.item_based,
                 config.init_stddev, config.seed)
-  units = columns.astype(np.int64) * values.size + rating_levels(train.rating, values)
-  model.visible_bias.assign(_initial_visible_bias(units, num_columns, values.size))
-  model.set_inputs(rows, columns, rating_levels(train.rating, values))
-  train_step = _make_train_step(model, config, _row_ragged(rows, units, num_rows))
+  levels = rating_levels(train.rating, values)
+  units = columns.astype(np.int64) * values.size + levels
+  model.visible_bias.assign(
+      contrastive_divergence.initial_visible_bias(units, num_columns, values.size))
+  model.set_inputs(rows, columns, levels)
+  return model, rows, units
+
+
+def fit(split: RatingsSplit, config: RBMConfig) -> TrainedRBM:
+  """Fits RBM-CF on `split.train`, early-stopping on `split.validation` RMSE."""
+  config.validate()
+  if split.train.num_ratings == 0:
+    raise ValueError("cannot fit an RBM without training ratings")
+  start = time.time()
+  train = split.train
+  model, rows, units = _build_model(train, config)
+  train_step = contrastive_divergence.make_train_step(
+      model, contrastive_divergence.row_ragged(rows, units, model.num_rows), config.momentum,
+      config.weight_decay, config.seed)
   trained = TrainedRBM(model, fallback_lib.make_fallback(config.fallback, train),
                        _seen(train.user_index, train.num_users),
-                       _seen(train.item_index, train.num_items),
-                       {"reconstruction_rmse": [], "val_rmse": []}, 0, 0, 0.0)
+                       _seen(train.item_index, train.num_items), {}, 0, 0, 0.0)
   rng = np.random.default_rng(config.seed)
   row_ids = np.unique(rows).astype(np.int32)
-  best_rmse, best_values, waited = np.inf, None, 0
-  for epoch in range(config.epochs):
-    order = rng.permutation(row_ids)
+  epochs = itertools.count()
+
+  def run_epoch() -> float:
+    """One CD pass over the rows in mini-batches; returns the reconstruction RMSE."""
+    epoch = next(epochs)
     cd_steps = tf.constant(config.cd_steps(epoch), tf.int32)
-    squared_error = count = 0.0
-    for batch_start in range(0, order.size, config.batch_rows):
-      batch_error, batch_count = train_step(
-          tf.constant(order[batch_start:batch_start + config.batch_rows]), cd_steps)
-      squared_error += float(batch_error)
-      count += float(batch_count)
-    trained.history["reconstruction_rmse"].append(float(np.sqrt(squared_error / count)))
-    trained.epochs_run = epoch + 1
-    if not split.validation.num_ratings:
-      continue
-    validation_rmse = rmse(trained, split.validation)
-    trained.history["val_rmse"].append(validation_rmse)
-    logging.info("epoch %d (CD-%d): reconstruction RMSE %.4f, validation RMSE %.4f, %.0f s",
-                 epoch + 1, int(cd_steps), trained.history["reconstruction_rmse"][-1],
-                 validation_rmse, time.time() - start)
-    if validation_rmse < best_rmse:
-      best_rmse, waited, trained.best_epoch = validation_rmse, 0, epoch + 1
-      best_values = [v.numpy() for v in model.trainable_variables]
-    else:
-      waited += 1
-      if waited >= config.patience:
-        break
-    if config.max_train_seconds is not None and time.time() - start > config.max_train_seconds:
-      logging.info("stopping after %d epochs: past max_train_seconds", epoch + 1)
-      break
-  if best_values is not None:
-    for variable, value in zip(model.trainable_variables, best_values):
-      variable.assign(value)
-  else:
-    trained.best_epoch = trained.epochs_run
+    learning_rate = tf.constant(config.learning_rate * config.learning_rate_decay**epoch)
+    order = rng.permutation(row_ids)
+    totals = [train_step(tf.constant(order[batch:batch + config.batch_rows]), cd_steps,
+                         learning_rate) for batch in range(0, order.size, config.batch_rows)]
+    squared_error, count = np.sum([[float(t) for t in total] for total in totals], axis=0)
+    return float(np.sqrt(squared_error / count))
+
+  early_stopping = ResumableEarlyStopping(None, config.patience)
+  loop.run_epochs(
+      model, run_epoch,
+      (lambda: rmse(trained, split.validation)) if split.validation.num_ratings else None,
+      early_stopping, config.epochs,
+      report=progress.EpochProgress(config.epochs, config.verbose) if config.verbose else None,
+      converged=lambda: (config.max_train_seconds is not None
+                         and time.time() - start > config.max_train_seconds))
+  trained.history = {"reconstruction_rmse": early_stopping.history["loss"],
+                     "val_rmse": early_stopping.history.get("val_rmse", [])}
+  trained.epochs_run = early_stopping.completed_epochs
+  trained.best_epoch = (early_stopping.best_epoch + 1 if early_stopping.best_weights is not None
+                        else trained.epochs_run)
   trained.seconds = time.time() - start
   return trained
 
@@ -371,10 +328,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.getLogger().setLevel(logging.INFO)
-  config = default_config(FLAGS.item_based, hidden_units=FLAGS.rbm_hidden_units,
-                          epochs=FLAGS.rbm_epochs, max_train_seconds=FLAGS.rbm_max_train_seconds)
-  if FLAGS.rbm_learning_rate is not None:
-    config = dataclasses.replace(config, learning_rate=FLAGS.rbm_learning_rate)
+  changes = {name: FLAGS[f"rbm_{name}"].value for name in ("hidden_units", "learning_rate")
+             if FLAGS[f"rbm_{name}"].value is not None}
+  config = default_config(FLAGS.item_based, epochs=FLAGS.rbm_epochs,
+                          max_train_seconds=FLAGS.rbm_max_train_seconds, verbose=2, **changes)
   name = "I-RBM" if config.item_based else "U-RBM"
 
   return command.run_repeats(
@@ -391,9 +348,9 @@ if __name__ == "__main__":
   cli_flags.define_split_flags()
   cli_flags.define_repeats_flag()
   flags.DEFINE_bool("item_based", True, "I-RBM (rows are items) or, with --noitem_based, U-RBM.")
-  flags.DEFINE_integer("rbm_hidden_units", RBMConfig.hidden_units, "Hidden units.")
-  flags.DEFINE_float("rbm_learning_rate", None, "Learning rate (default: the chosen one of I- "
-                     "or U-RBM).")
+  flags.DEFINE_integer("rbm_hidden_units", None, "Hidden units (default: I- or U-RBM's chosen).")
+  flags.DEFINE_float("rbm_learning_rate", None, "First epoch's learning rate (default: I- or "
+                     "U-RBM's chosen).")
   flags.DEFINE_integer("rbm_epochs", RBMConfig.epochs, "Most epochs (early stopping on "
                        "validation RMSE usually ends sooner).")
   flags.DEFINE_float("rbm_max_train_seconds", None, "Stop each fit after the first epoch that "
