@@ -15,12 +15,8 @@ PACKAGE = PACKAGE_DIR.name
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # From the `def` line to the last, docstring included.
 # The exceptions, each with why; a listed one that is back within the limit fails the test too.
-LONG_MODULES = {
-    "keras_autorec/baselines/rbm.py": "owned by another branch (RBM tuning) right now",
-}
-LONG_FUNCTIONS = {
-    "keras_autorec/baselines/rbm.py::fit": "owned by another branch (RBM tuning) right now",
-}
+LONG_MODULES: dict[str, str] = {}
+LONG_FUNCTIONS: dict[str, str] = {}
 
 
 def module_files(package_dir: pathlib.Path = PACKAGE_DIR) -> dict[str, pathlib.Path]:
