@@ -74,7 +74,8 @@ def _autorec(split: ImplicitSplit, config: ExperimentConfig) -> tuple[dict, obje
                  best["epoch"])
     candidates.append(({"loss": loss, "epochs": best["epoch"],
                         "fit_seconds": time.perf_counter() - start,
-                        "epoch_seconds": float(np.mean([r["epoch_seconds"] for r in history]))},
+                        **{key: float(np.mean([record[key] for record in history]))
+                           for key in ("epoch_seconds", "epoch_cpu_seconds")}},
                        best["validation"], model))
   chosen, _, model = max(candidates, key=lambda candidate: candidate[1])
   chosen["validation_by_loss"] = {c[0]["loss"]: c[1] for c in candidates}
