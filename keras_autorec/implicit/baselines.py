@@ -10,11 +10,10 @@ import logging
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import lapack
 
-# EASE inverts an items x items Gram matrix: O(items^3) time, O(items^2) memory (3.2 GB of
-# float64 at 20k items, inverted in place). Larger catalogs keep their most frequent items; the
-# rest score -inf.
+# EASE inverts an items x items Gram matrix: O(items^3) time, O(items^2) memory (two 3.2 GB
+# float64 matrices at 20k items). Larger catalogs keep their most frequent items; the rest
+# score -inf.
 DEFAULT_EASE_MAX_ITEMS = 20_000
 
 
@@ -53,8 +52,11 @@ class Ease:
     rows = train[:, self.items]
     gram = (rows.T @ rows).toarray().astype(np.float64)
     gram[np.diag_indices_from(gram)] += l2_weight
-    precision = _positive_definite_inverse(gram)
-    self.weights = (-precision / np.diag(precision)).astype(np.float32)
+    precision = np.linalg.inv(gram)
+    del gram
+    precision /= -np.diag(precision)
+    self.weights = precision.astype(np.float32)
+    del precision
     self.weights[np.diag_indices_from(self.weights)] = 0.0
     self.l2_weight = l2_weight
 
@@ -62,26 +64,6 @@ class Ease:
     scores = np.full((inputs.shape[0], self.num_items), -np.inf, dtype=np.float32)
     scores[:, self.items] = inputs[:, self.items] @ self.weights
     return scores
-
-
-def _positive_definite_inverse(matrix: np.ndarray, block: int = 2048) -> np.ndarray:
-  """The inverse of a symmetric positive definite matrix, overwriting it: a Cholesky inverse
-  (LAPACK potrf + potri, n^3 flops) costs half of np.linalg.inv's LU and needs no second copy."""
-  # The transpose of a C-ordered symmetric matrix is the same matrix in LAPACK's Fortran order,
-  # so the factorisation works in place.
-  factor, info = lapack.dpotrf(matrix.T, lower=True, overwrite_a=True, clean=False)
-  if info == 0:
-    inverse, info = lapack.dpotri(factor, lower=True, overwrite_c=True)
-  if info != 0:
-    raise ValueError(f"EASE: the regularised Gram matrix is not positive definite (LAPACK info "
-                     f"{info}); use a larger l2_weight")
-  # potri fills the lower triangle only; mirror it block by block (no n^2 index arrays).
-  for first in range(0, inverse.shape[0], block):
-    last = first + block
-    diagonal = inverse[first:last, first:last]
-    inverse[first:last, first:last] = np.tril(diagonal) + np.tril(diagonal, -1).T
-    inverse[first:last, last:] = inverse[last:, first:last].T
-  return inverse
 
 
 class ItemKnn:
