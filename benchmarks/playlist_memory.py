@@ -2,12 +2,13 @@
 
 Generates seeded synthetic playlists (`keras_autorec.data.synthetic_melon`, the challenge's
 JSON records in memory), builds the song+tag catalog and trains `PlaylistAutoRec` (sparse
-inputs, dense softmax output over the whole catalog, Adam) for --steps steps after one warm-up
-step, extrapolating to an epoch (or a full epoch with --steps=0). Prints peak RSS before and
-during training, the catalog size, parameters, and the load average.
+inputs, Adam; `multinomial` builds the dense [batch, catalog] logits, `weighted_squared` trains
+in factored form without them) for --steps steps after one warm-up step, extrapolating to an
+epoch (or a full epoch with --steps=0). Prints peak RSS before and during training, the catalog
+size, parameters, and the load average.
 
   PYTHONPATH=. python benchmarks/playlist_memory.py --playlists 100000 --songs 200000 \
-      --tags 30000 --hidden_units 256 --steps 20
+      --tags 30000 --hidden_units 256 --loss weighted_squared --batch_size 4096 --steps 5
 """
 
 from __future__ import annotations

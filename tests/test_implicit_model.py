@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from scipy import sparse
 
-from keras_autorec.implicit import fit, model as model_lib
+from keras_autorec.implicit import fit, losses, model as model_lib
 
 ROWS = sparse.csr_matrix(np.array([[1, 0, 1, 0, 0, 1], [0, 1, 0, 0, 0, 0]], dtype=np.float32))
 
@@ -75,3 +75,11 @@ def test_fit_learns_blocks_and_keeps_the_best_epoch():
   # Row 0 is block 0, row 1 block 1: each scores its own block's items higher.
   assert scores[0, :10].mean() > scores[0, 10:].max()
   assert scores[1, 10:].mean() > scores[1, :10].max()
+
+
+def test_weighted_squared_row_loss_is_the_dense_loss_of_the_scores():
+  model = model_lib.PlaylistAutoRec(6, hidden_units=(3,), input_dropout=0.0,
+                                    loss="weighted_squared", zero_weight=0.2)
+  rows = fit.to_sparse_tensor(ROWS)
+  dense = losses.weighted_squared(ROWS.toarray(), model(rows), 0.2)
+  assert float(model.compute_row_loss(rows)) == pytest.approx(float(dense), rel=1e-5)

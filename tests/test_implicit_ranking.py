@@ -31,3 +31,17 @@ def test_top_k_within_columns_returns_catalog_columns():
 def test_minus_infinity_is_never_listed():
   scores = np.array([[1.0, -np.inf, 0.5]], dtype=np.float32)
   np.testing.assert_array_equal(ranking.top_k_of_scores(scores, 3), [[0, 2, -1]])
+
+
+def test_top_k_by_columns_scores_each_batch_once_for_every_group():
+  calls = []
+
+  def counting_scorer(rows):
+    calls.append(rows.shape[0])
+    return scorer(rows)
+
+  songs, tags = ranking.top_k_by_columns(counting_scorer, INPUTS, [(slice(0, 3), 2),
+                                                                   (slice(3, 5), 1)], 1)
+  assert calls == [1, 1]
+  np.testing.assert_array_equal(songs, [[2, 0], [0, 1]])
+  np.testing.assert_array_equal(tags, [[3], [3]])

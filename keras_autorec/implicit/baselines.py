@@ -11,8 +11,9 @@ import logging
 import numpy as np
 from scipy import sparse
 
-# EASE inverts an items x items Gram matrix: O(items^3) time, O(items^2) memory (1.6 GB of
-# float32 at 20k items). Larger catalogs keep their most frequent items; the rest score -inf.
+# EASE inverts an items x items Gram matrix: O(items^3) time, O(items^2) memory (two 3.2 GB
+# float64 matrices at 20k items). Larger catalogs keep their most frequent items; the rest
+# score -inf.
 DEFAULT_EASE_MAX_ITEMS = 20_000
 
 
@@ -52,7 +53,10 @@ class Ease:
     gram = (rows.T @ rows).toarray().astype(np.float64)
     gram[np.diag_indices_from(gram)] += l2_weight
     precision = np.linalg.inv(gram)
-    self.weights = (-precision / np.diag(precision)).astype(np.float32)
+    del gram
+    precision /= -np.diag(precision)
+    self.weights = precision.astype(np.float32)
+    del precision
     self.weights[np.diag_indices_from(self.weights)] = 0.0
     self.l2_weight = l2_weight
 

@@ -31,16 +31,22 @@ class ExperimentConfig:
   batch_size: int = 256
 
 
-def _column_metrics(scorer, held_out: HeldOut, columns: slice, unknown: np.ndarray,
-                    ks: Sequence[int], batch_size: int) -> dict[str, float]:
-  top = ranking.top_k(scorer, held_out.inputs, columns, max(ks), batch_size)
-  # A catalog smaller than k is ranked whole; the slots past its end are misses.
-  top = np.pad(top, ((0, 0), (0, max(ks) - top.shape[1])), constant_values=-1)
-  targets = held_out.targets[:, columns]
-  hits = evaluation.ranking_hits(top - columns.start, targets.tocsr())
-  num_relevant = np.diff(targets.tocsr().indptr) + unknown
-  return {"ndcg": evaluation.mean_ndcg_at_k(hits, num_relevant, max(ks)),
-          **{f"recall@{k}": evaluation.mean_recall_at_k(hits, num_relevant, k) for k in ks}}
+def _column_metrics(scorer, held_out: HeldOut, groups: Sequence[tuple],
+                    batch_size: int) -> list[dict[str, float]]:
+  """Each (columns, unknown, ks) group's NDCG@max(ks) and Recall@k; one scorer pass for all."""
+  tops = ranking.top_k_by_columns(scorer, held_out.inputs,
+                                  [(columns, max(ks)) for columns, _, ks in groups], batch_size)
+  metrics = []
+  for top, (columns, unknown, ks) in zip(tops, groups):
+    # A catalog smaller than k is ranked whole; the slots past its end are misses.
+    top = np.pad(top, ((0, 0), (0, max(ks) - top.shape[1])), constant_values=-1)
+    targets = held_out.targets[:, columns].tocsr()
+    hits = evaluation.ranking_hits(top - columns.start, targets)
+    num_relevant = np.diff(targets.indptr) + unknown
+    metrics.append({"ndcg": evaluation.mean_ndcg_at_k(hits, num_relevant, max(ks)),
+                    **{f"recall@{k}": evaluation.mean_recall_at_k(hits, num_relevant, k)
+                       for k in ks}})
+  return metrics
 
 
 def evaluate(scorer, split: ImplicitSplit, held_out: HeldOut,
@@ -52,15 +58,15 @@ def evaluate(scorer, split: ImplicitSplit, held_out: HeldOut,
   """
   catalog = split.catalog
   if split.protocol == "melon":
-    songs = _column_metrics(scorer, held_out, catalog.song_columns(), held_out.unknown_songs,
-                            (100,), batch_size)
-    tags = _column_metrics(scorer, held_out, catalog.tag_columns(), held_out.unknown_tags,
-                           (10,), batch_size)
+    songs, tags = _column_metrics(
+        scorer, held_out, [(catalog.song_columns(), held_out.unknown_songs, (100,)),
+                           (catalog.tag_columns(), held_out.unknown_tags, (10,))], batch_size)
     score = evaluation.melon_score(songs["ndcg"], tags["ndcg"])
     return {"song_ndcg@100": songs["ndcg"], "tag_ndcg@10": tags["ndcg"], "melon_score": score,
             "objective": score}
-  items = _column_metrics(scorer, held_out, catalog.song_columns(), held_out.unknown_songs,
-                          (20, 50, 100), batch_size)
+  items, = _column_metrics(scorer, held_out,
+                           [(catalog.song_columns(), held_out.unknown_songs, (20, 50, 100))],
+                           batch_size)
   return {"ndcg@100": items["ndcg"], "recall@20": items["recall@20"],
           "recall@50": items["recall@50"], "objective": items["ndcg"]}
 
@@ -78,7 +84,8 @@ def _autorec(split: ImplicitSplit, config: ExperimentConfig) -> tuple[dict, obje
                  best["epoch"])
     candidates.append(({"loss": loss, "epochs": best["epoch"],
                         "fit_seconds": time.perf_counter() - start,
-                        "epoch_seconds": float(np.mean([r["epoch_seconds"] for r in history]))},
+                        **{key: float(np.mean([record[key] for record in history]))
+                           for key in ("epoch_seconds", "epoch_cpu_seconds")}},
                        best["validation"], model))
   chosen, _, model = max(candidates, key=lambda candidate: candidate[1])
   chosen["validation_by_loss"] = {c[0]["loss"]: c[1] for c in candidates}

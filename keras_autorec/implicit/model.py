@@ -34,12 +34,16 @@ def normalize_rows(inputs: tf.SparseTensor) -> tf.SparseTensor:
   return tf.SparseTensor(inputs.indices, inputs.values / norms, inputs.dense_shape)
 
 
+def encode_rows(encoder_params, activation: str, inputs: tf.SparseTensor) -> tf.Tensor:
+  """The last hidden code [B, units] of binary sparse rows, normalised to unit length."""
+  return autorec_model.encode(encoder_params, normalize_rows(inputs), activation,
+                              first_product=_sparse_product)
+
+
 def score_rows(encoder_params, output_kernel, output_bias, activation: str,
                inputs: tf.SparseTensor) -> tf.Tensor:
   """Scores [B, items] of binary sparse rows, normalised to unit length, through the layers."""
-  hidden = autorec_model.encode(encoder_params, normalize_rows(inputs), activation,
-                                first_product=_sparse_product)
-  return tf.matmul(hidden, output_kernel) + output_bias
+  return tf.matmul(encode_rows(encoder_params, activation, inputs), output_kernel) + output_bias
 
 
 @keras.saving.register_keras_serializable(package="keras_autorec")
@@ -80,18 +84,30 @@ class PlaylistAutoRec(keras.Model):
     self.output_bias = self.add_weight(shape=(self.num_items,), initializer="zeros",
                                        name="output_bias")
 
-  def call(self, inputs: tf.SparseTensor, training: bool = False) -> tf.Tensor:
-    """Scores [B, num_items] of binary sparse rows [B, num_items]."""
+  def encode(self, inputs: tf.SparseTensor, training: bool = False) -> tf.Tensor:
+    """The last hidden code [B, units] of binary sparse rows (input dropout when training)."""
     if training and self.input_dropout:
       inputs = drop_inputs(inputs, self.input_dropout)
-    return score_rows(self.encoder_params, self.output_kernel, self.output_bias, self.activation,
-                      inputs)
+    return encode_rows(self.encoder_params, self.activation, inputs)
+
+  def call(self, inputs: tf.SparseTensor, training: bool = False) -> tf.Tensor:
+    """Scores [B, num_items] of binary sparse rows [B, num_items]."""
+    return tf.matmul(self.encode(inputs, training), self.output_kernel) + self.output_bias
 
   def compute_row_loss(self, inputs: tf.SparseTensor, training: bool = True) -> tf.Tensor:
-    """The reconstruction loss of the full rows from (dropped-out) rows, plus L2."""
-    targets = tf.sparse.to_dense(tf.sparse.reorder(inputs))
-    loss = losses.reconstruction_loss(self.loss_name, targets, self(inputs, training=training),
-                                      self.zero_weight)
+    """The reconstruction loss of the full rows from (dropped-out) rows, plus L2.
+
+    `weighted_squared` is computed in factored form (never the dense [B, N] outputs), so a
+    step's cost grows with the catalog as N k^2, not B N k.
+    """
+    if self.loss_name == "weighted_squared":
+      loss = losses.factored_weighted_squared(inputs, self.encode(inputs, training),
+                                              self.output_kernel, self.output_bias,
+                                              self.zero_weight)
+    else:
+      targets = tf.sparse.to_dense(tf.sparse.reorder(inputs))
+      loss = losses.reconstruction_loss(self.loss_name, targets, self(inputs, training=training),
+                                        self.zero_weight)
     if self.l2_weight:
       kernels = [kernel for kernel, _ in self.encoder_params] + [self.output_kernel]
       loss += self.l2_weight * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
