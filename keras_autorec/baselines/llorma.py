@@ -15,13 +15,13 @@ rank-`rank` dot product) fitted full batch with L-BFGS on
     sum_j w_j (r_j - prediction_j)^2 / sum_j w_j
       + l2_weight * sum_j w_j (b_u^2 + b_i^2 + |p_u|^2 + |q_i|^2) / sum_j w_j,
 
-which for weights of 1 is exactly `biased_mf`'s objective. Local models start from the global
-model's biases and small random factors (ids without training ratings at zero, as in BiasedMF)
-and are trained `anchor_batch` at a time in one graph (a [anchors, users, rank] tensor), each
-group early-stopping on its kernel-weighted validation RMSE. A prediction is the
+which for weights of 1 is exactly `biased_mf`'s objective. Every local model starts from the
+global model's biases and fresh random factors (or, with `warm_start`, at the global model) and
+sees only the ratings of positive weight; they are trained `anchor_batch` at a time in one graph (an [anchors * users, rank + 1] table
+per side), each group early-stopping on its kernel-weighted validation RMSE. A prediction is the
 kernel-weighted average of the local models' predictions; where the total weight is 0 (an id
-without training ratings, or a pair far from every anchor) it is the global BiasedMF's, so unseen ids get BiasedMF's
-default. The paper's local models have no biases; here they keep BiasedMF's so that one anchor
+without training ratings, or a pair far from every anchor) it is the global BiasedMF's, so unseen
+ids get BiasedMF's default. The paper's local models have no biases; here they keep BiasedMF's so that one anchor
 with an infinite kernel width is the global model.
 """
 
@@ -32,6 +32,7 @@ import logging
 import math
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
@@ -40,6 +41,8 @@ from keras_autorec import cli_flags, lbfgs
 from keras_autorec.baselines import biased_mf, command
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit, load_splits
+from keras_autorec.training import loop
+from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
 # Pairs scored at once at prediction time: bounds the [anchors, pairs, rank] gathers.
 PREDICTION_CHUNK = 20000
@@ -49,8 +52,9 @@ PREDICTION_CHUNK = 20000
 class LlormaConfig:
   """LLORMA hyper-parameters and how to fit them.
 
-  Defaults: the paper's 50 anchors and h = 0.8, the top of its rank range (20) and BiasedMF's L2
-  tuned on ML-100K; not tuned on validation for LLORMA itself (README, Results).
+  Defaults: the paper's 50 anchors, the top of its rank range (20) and BiasedMF's L2 tuned on
+  ML-100K; h = 0.8 and freshly drawn local factors chosen on ML-100K seed 0's validation RMSE
+  over h in {0.5, 0.6, 0.8} x {fresh, warm start} (README, Results).
 
   Attributes:
     anchors: number of local models (anchor points).
@@ -59,9 +63,13 @@ class LlormaConfig:
       weighs every rating 1).
     l2_weight: per-rating L2 weight of the global and local models (see the module docstring).
     epochs: most L-BFGS iterations of the global model and of every group of local models.
-    patience: iterations without a better validation RMSE before a fit stops (best kept).
+    patience: iterations without a validation RMSE `min_delta` below the last such drop before
+      a fit stops (the best weights are kept).
+    min_delta: the smallest validation RMSE drop that resets the patience.
     anchor_batch: local models trained together in one graph (memory grows with it).
-    init_stddev: standard deviation of the normal initial factors (global and local).
+    warm_start: start the local factors at the global ones instead of drawing them afresh
+      (on ML-100K the local models then barely leave the global model; README, Results).
+    init_stddev: standard deviation of the global model's normal initial factors.
     seed: seeds the global model and the anchor draw.
   """
 
@@ -71,7 +79,9 @@ class LlormaConfig:
   l2_weight: float = 0.1
   epochs: int = 300
   patience: int = 10
+  min_delta: float = 1e-4
   anchor_batch: int = 10
+  warm_start: bool = False
   init_stddev: float = 0.1
   seed: int = 0
 
@@ -216,61 +226,80 @@ class _WeightedRatings:
         np.bincount(item_rows, weight, minlength=anchors_count * num_items)[:, None], tf.float32)
 
 
-def _fit_group(train: _WeightedRatings, validation: _WeightedRatings,
-               init: list[np.ndarray], global_mean: float, config: LlormaConfig,
-               rating_scale: tuple[float, float]) -> tuple[list[np.ndarray], int]:
-  """Fits a group's local models jointly by L-BFGS; returns their best weights and best epoch.
+class _LocalGroup(keras.Model):
+  """A group's local models as two tables, rows anchor * ids + id, the bias as the last column."""
 
-  `init` is [user factors, item factors, user biases, item biases], each with a leading anchor
-  axis; so is the result.
-  """
-  anchors, num_users, rank = init[0].shape
-  num_items = init[1].shape[1]
-  # One table per side, the bias as the last column: one gather per side and rating.
-  users = tf.Variable(np.concatenate([init[0], init[2][..., None]], -1).reshape(
-      anchors * num_users, rank + 1), dtype=tf.float32)
-  items = tf.Variable(np.concatenate([init[1], init[3][..., None]], -1).reshape(
-      anchors * num_items, rank + 1), dtype=tf.float32)
-  variables = [users, items]
+  def __init__(self, users: np.ndarray, items: np.ndarray, global_mean: float):
+    super().__init__()
+    self.rank = users.shape[1] - 1
+    self.global_mean = global_mean
+    self.users = self.add_weight(shape=users.shape, initializer="zeros", name="users")
+    self.items = self.add_weight(shape=items.shape, initializer="zeros", name="items")
+    self.users.assign(users)
+    self.items.assign(items)
 
-  def predict(data: _WeightedRatings):
-    user, item = tf.gather(users, data.user_row), tf.gather(items, data.item_row)
-    return (global_mean + user[:, rank] + item[:, rank]
+  def predictions(self, data: _WeightedRatings) -> tf.Tensor:
+    """Unclipped predictions of the ratings in `data`, each by its anchor's model."""
+    user, item = tf.gather(self.users, data.user_row), tf.gather(self.items, data.item_row)
+    rank = self.rank
+    return (self.global_mean + user[:, rank] + item[:, rank]
             + tf.reduce_sum(user[:, :rank] * item[:, :rank], 1))
 
+
+def _fit_group(train: _WeightedRatings, validation: _WeightedRatings, group: _LocalGroup,
+               config: LlormaConfig, rating_scale: tuple[float, float]) -> int:
+  """Fits a group's local models jointly by L-BFGS, leaving the best; returns the best epoch."""
+  if train.count == 0:
+    return 0
+
   def loss_fn():
-    error = tf.reduce_sum(train.weight * tf.square(train.rating - predict(train)))
-    penalty = (tf.reduce_sum(train.user_row_weight * tf.square(users))
-               + tf.reduce_sum(train.item_row_weight * tf.square(items)))
+    error = tf.reduce_sum(train.weight * tf.square(train.rating - group.predictions(train)))
+    penalty = (tf.reduce_sum(train.user_row_weight * tf.square(group.users))
+               + tf.reduce_sum(train.item_row_weight * tf.square(group.items)))
     return error + config.l2_weight * penalty
 
   @tf.function
   def validation_rmse():
-    prediction = tf.clip_by_value(predict(validation), *rating_scale)
+    prediction = tf.clip_by_value(group.predictions(validation), *rating_scale)
     squared = tf.reduce_sum(validation.weight * tf.square(validation.rating - prediction))
     return tf.sqrt(squared / tf.maximum(tf.reduce_sum(validation.weight), 1e-12))
 
-  def weights():
-    user = users.numpy().reshape(anchors, num_users, rank + 1)
-    item = items.numpy().reshape(anchors, num_items, rank + 1)
-    return [user[..., :rank], item[..., :rank], user[..., rank], item[..., rank]]
+  minimizer = lbfgs.LbfgsMinimizer(loss_fn, group.trainable_variables)
+  early_stopping = ResumableEarlyStopping(None, config.patience, min_delta=config.min_delta)
+  group.stop_training = False
+  loop.run_epochs(group, minimizer.step,
+                  (lambda: float(validation_rmse())) if validation.count else None,
+                  early_stopping, config.epochs, converged=lambda: minimizer.converged)
+  return early_stopping.best_epoch + 1 if validation.count else early_stopping.completed_epochs
 
-  best = weights()
-  if train.count == 0:
-    return best, 0
-  minimizer = lbfgs.LbfgsMinimizer(loss_fn, variables)
-  best_rmse, best_epoch, wait = math.inf, 0, 0
-  for epoch in range(1, config.epochs + 1):
-    minimizer.step()
-    value = float(validation_rmse()) if validation.count else -float(epoch)
-    if value < best_rmse:
-      best_rmse, best_epoch, wait = value, epoch, 0
-      best = weights()
-    else:
-      wait += 1
-    if wait >= config.patience or minimizer.converged:
-      break
-  return best, best_epoch
+
+def _kernels(global_model: biased_mf.BiasedMF, train: Ratings,
+             config: LlormaConfig) -> tuple[np.ndarray, np.ndarray]:
+  """[anchors, users] and [anchors, items] Epanechnikov kernels of randomly drawn anchors."""
+  user_embeddings, item_embeddings = plain_factors(global_model)
+  anchor_ratings = sample_anchors(train, config.anchors, config.seed)
+  kernels = []
+  for embeddings, index in ((user_embeddings, train.user_index),
+                            (item_embeddings, train.item_index)):
+    kernel = epanechnikov(arc_cosine(embeddings, embeddings[index[anchor_ratings]]),
+                          config.kernel_width)
+    # Ids without training ratings are near no anchor: their pairs take the global model.
+    kernel[:, np.bincount(index, minlength=embeddings.shape[0]) == 0] = 0.0
+    kernels.append(kernel)
+  return kernels[0], kernels[1]
+
+
+def _initial_table(global_table: np.ndarray, size: int, config: LlormaConfig,
+                   rng: np.random.Generator) -> np.ndarray:
+  """`size` stacked copies of a global [ids, rank + 1] table, factors redrawn unless warm_start.
+
+  Ids without training ratings keep zero factors (biased_mf), so do their local models.
+  """
+  table = np.tile(global_table, (size, 1))
+  if not config.warm_start:
+    seen = np.any(table[:, :-1] != 0, axis=1, keepdims=True)
+    table[:, :-1] = rng.normal(scale=config.init_stddev, size=table[:, :-1].shape) * seen
+  return table
 
 
 def fit(split: RatingsSplit, config: LlormaConfig) -> TrainedLlorma:
@@ -286,37 +315,28 @@ def fit(split: RatingsSplit, config: LlormaConfig) -> TrainedLlorma:
       factors=config.rank, l2_weight=config.l2_weight, optimizer="lbfgs", epochs=config.epochs,
       patience=config.patience, init_stddev=config.init_stddev, seed=config.seed))
   global_model = global_trained.model
-  user_factors = global_model.user_factors.embeddings.numpy()
-  item_factors = global_model.item_factors.embeddings.numpy()
-  user_embeddings, item_embeddings = plain_factors(global_model)
-  anchor_ratings = sample_anchors(train, config.anchors, config.seed)
-  user_kernels = epanechnikov(arc_cosine(user_embeddings, user_embeddings[
-      train.user_index[anchor_ratings]]), config.kernel_width)
-  item_kernels = epanechnikov(arc_cosine(item_embeddings, item_embeddings[
-      train.item_index[anchor_ratings]]), config.kernel_width)
-  # Ids without training ratings are near no anchor: their pairs take the global model.
-  user_kernels[:, np.bincount(train.user_index, minlength=train.num_users) == 0] = 0.0
-  item_kernels[:, np.bincount(train.item_index, minlength=train.num_items) == 0] = 0.0
-  biases = [global_model.user_bias.embeddings.numpy()[:, 0],
-            global_model.item_bias.embeddings.numpy()[:, 0]]
+  user_kernels, item_kernels = _kernels(global_model, train, config)
   rng = np.random.default_rng(config.seed)
+  global_users, global_items = (
+      np.hstack([factors.embeddings.numpy(), bias.embeddings.numpy()])
+      for factors, bias in ((global_model.user_factors, global_model.user_bias),
+                            (global_model.item_factors, global_model.item_bias)))
   parts, best_epochs = [], []
-  for first in range(0, anchor_ratings.size, config.anchor_batch):
-    group = slice(first, first + config.anchor_batch)
-    size = user_kernels[group].shape[0]
-    # Global factors of ids without training ratings are zero (biased_mf); so are their local ones.
-    init = [rng.normal(scale=config.init_stddev, size=(size, *factors.shape))
-            * np.any(factors != 0, axis=1, keepdims=True) for factors in (user_factors, item_factors)]
-    weights, best_epoch = _fit_group(
-        _WeightedRatings(train, user_kernels[group], item_kernels[group]),
-        _WeightedRatings(split.validation, user_kernels[group], item_kernels[group]),
-        init + [np.repeat(b[None], size, axis=0) for b in biases], global_model.global_mean,
-        config, train.rating_scale)
-    parts.append(weights)
-    best_epochs.append(best_epoch)
+  for first in range(0, user_kernels.shape[0], config.anchor_batch):
+    group_kernels = user_kernels[first:first + config.anchor_batch], item_kernels[
+        first:first + config.anchor_batch]
+    size = group_kernels[0].shape[0]
+    group = _LocalGroup(*(_initial_table(table, size, config, rng)
+                          for table in (global_users, global_items)), global_model.global_mean)
+    best_epochs.append(_fit_group(_WeightedRatings(train, *group_kernels),
+                                  _WeightedRatings(split.validation, *group_kernels), group,
+                                  config, train.rating_scale))
+    parts.append([table.numpy().reshape(size, -1, config.rank + 1)
+                  for table in (group.users, group.items)])
     logging.info("LLORMA local models %d-%d of %d: best epoch %d (%.0f s so far)", first + 1,
-                 first + size, anchor_ratings.size, best_epoch, time.time() - start)
-  local = LocalModels(*(np.concatenate(stack, axis=0) for stack in zip(*parts)))
+                 first + size, user_kernels.shape[0], best_epochs[-1], time.time() - start)
+  users, items = (np.concatenate(tables, axis=0) for tables in zip(*parts))
+  local = LocalModels(users[..., :-1], items[..., :-1], users[..., -1], items[..., -1])
   model = Llorma(global_model, user_kernels.astype(np.float32), item_kernels.astype(np.float32),
                  local, train.rating_scale)
   return TrainedLlorma(model=model, global_history=global_trained.history,
@@ -345,6 +365,7 @@ def _define_flags() -> None:
   flags.DEFINE_float("kernel_width", defaults.kernel_width, "Epanechnikov kernel width h.")
   flags.DEFINE_float("l2_weight", defaults.l2_weight, "Per-rating L2 weight.")
   flags.DEFINE_integer("anchor_batch", defaults.anchor_batch, "Local models fitted together.")
+  flags.DEFINE_bool("warm_start", defaults.warm_start, "Start local models at the global one.")
 
 
 def main(argv):
@@ -355,7 +376,8 @@ def main(argv):
   def fit_and_evaluate(split: RatingsSplit, repeat: int) -> dict:
     config = LlormaConfig(anchors=FLAGS.anchors, rank=FLAGS.rank,
                           kernel_width=FLAGS.kernel_width, l2_weight=FLAGS.l2_weight,
-                          anchor_batch=FLAGS.anchor_batch, seed=FLAGS.seed + repeat)
+                          anchor_batch=FLAGS.anchor_batch, warm_start=FLAGS.warm_start,
+                          seed=FLAGS.seed + repeat)
     return evaluate(fit(split, config), split)
 
   return command.run_repeats(
