@@ -27,11 +27,10 @@ import time
 import numpy as np
 from absl import app, flags
 
-from keras_autorec import cli_flags
 from keras_autorec.biases import Baselines, fit_baselines
 from keras_autorec.baselines import command
 from keras_autorec.data.ratings import Ratings
-from keras_autorec.data.splits import RatingsSplit, load_splits
+from keras_autorec.data.splits import RatingsSplit
 
 _USER_BLOCK_CELLS = 16_000_000  # users x items cells of one dense residual block (64 MB)
 
@@ -185,8 +184,7 @@ def main(argv):
     return {**evaluate(trained, split), "biases_test_rmse": biases_rmse(trained, split.test)}
 
   return command.run_repeats(
-      "item kNN with baseline", FLAGS.dataset,
-      lambda: load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats),
+      "item kNN with baseline",
       fit_and_evaluate,
       lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f} "
                  f"({m['train_seconds']:.1f} s); biases alone test RMSE "
@@ -194,7 +192,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli_flags.define_data_flags()
-  cli_flags.define_split_flags()
-  cli_flags.define_repeats_flag()
+  command.define_flags()
   app.run(main)

@@ -37,10 +37,10 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_autorec import cli_flags, lbfgs
+from keras_autorec import lbfgs
 from keras_autorec.baselines import biased_mf, command
 from keras_autorec.data.ratings import Ratings
-from keras_autorec.data.splits import RatingsSplit, load_splits
+from keras_autorec.data.splits import RatingsSplit
 from keras_autorec.training import loop
 from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
@@ -381,8 +381,7 @@ def main(argv):
     return evaluate(fit(split, config), split)
 
   return command.run_repeats(
-      "LLORMA", FLAGS.dataset,
-      lambda: load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats),
+      "LLORMA",
       fit_and_evaluate,
       lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f} "
                  f"(global BiasedMF {m['global_test_rmse']:.4f}, coverage "
@@ -390,8 +389,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli_flags.define_data_flags()
-  cli_flags.define_split_flags()
-  cli_flags.define_repeats_flag()
+  command.define_flags()
   _define_flags()
   app.run(main)

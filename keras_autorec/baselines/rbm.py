@@ -30,11 +30,11 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_autorec import cli_flags, progress
+from keras_autorec import progress
 from keras_autorec import fallback as fallback_lib
 from keras_autorec.baselines import command, contrastive_divergence
 from keras_autorec.data.ratings import Ratings
-from keras_autorec.data.splits import RatingsSplit, load_splits
+from keras_autorec.data.splits import RatingsSplit
 from keras_autorec.training import loop
 from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
@@ -335,8 +335,7 @@ def main(argv):
   name = "I-RBM" if config.item_based else "U-RBM"
 
   return command.run_repeats(
-      name, FLAGS.dataset,
-      lambda: load_splits(cli_flags.data_config(), cli_flags.split_config(), FLAGS.repeats),
+      name,
       lambda split, repeat: evaluate(
           fit(split, dataclasses.replace(config, seed=FLAGS.seed + repeat)), split),
       lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f}, "
@@ -344,9 +343,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli_flags.define_data_flags()
-  cli_flags.define_split_flags()
-  cli_flags.define_repeats_flag()
+  command.define_flags()
   flags.DEFINE_bool("item_based", True, "I-RBM (rows are items) or, with --noitem_based, U-RBM.")
   flags.DEFINE_integer("rbm_hidden_units", None, "Hidden units (default: I- or U-RBM's chosen).")
   flags.DEFINE_float("rbm_learning_rate", None, "First epoch's learning rate (default: I- or "
