@@ -13,6 +13,10 @@ import tensorflow as tf
 from scipy import sparse
 
 from keras_autorec.implicit.model import PlaylistAutoRec
+from keras_autorec.training import loop
+from keras_autorec.training.early_stopping import ResumableEarlyStopping
+
+NEGATED_VALIDATION = "val_negated_objective"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,27 +85,29 @@ def fit(train: sparse.csr_matrix, config: FitConfig,
   step = _train_step(model, optimizer)
   rng = np.random.default_rng(config.seed)
   rows = train[np.flatnonzero(np.diff(train.indptr) > 0)]
-  history, best, best_weights, stale = [], -np.inf, None, 0
-  for epoch in range(1, config.epochs + 1):
+  history: list[dict] = []
+
+  def run_epoch() -> float:
     start, cpu_start = time.perf_counter(), time.process_time()
     order = rng.permutation(rows.shape[0])
     losses = [float(step(to_sparse_tensor(rows[order[first:first + config.batch_size]])))
               for first in range(0, order.size, config.batch_size)]
-    record = {"epoch": epoch, "loss": float(np.mean(losses)),
-              "epoch_seconds": time.perf_counter() - start,
-              "epoch_cpu_seconds": time.process_time() - cpu_start}  # all of the process' threads
-    if validate is not None:
-      record["validation"] = validate(model)
-    history.append(record)
-    logging.info("epoch %d: %s", epoch, record)
+    history.append({"epoch": len(history) + 1, "loss": float(np.mean(losses)),
+                    "epoch_seconds": time.perf_counter() - start,
+                    # All of the process' threads.
+                    "epoch_cpu_seconds": time.process_time() - cpu_start})
     if validate is None:
-      continue
-    if record["validation"] > best:
-      best, best_weights, stale = record["validation"], model.get_weights(), 0
-    else:
-      stale += 1
-      if stale >= config.patience:
-        break
-  if best_weights is not None:
-    model.set_weights(best_weights)
+      logging.info("epoch %d: %s", history[-1]["epoch"], history[-1])
+    return history[-1]["loss"]
+
+  def negated_validation() -> float:
+    history[-1]["validation"] = validate(model)
+    logging.info("epoch %d: %s", history[-1]["epoch"], history[-1])
+    return -history[-1]["validation"]
+
+  model.stop_training = False  # Keras' fit sets it; the loop reads it before any epoch.
+  # The loop's early stopping keeps the lowest value: the validation metric, negated.
+  early_stopping = ResumableEarlyStopping(None, config.patience, monitor=NEGATED_VALIDATION)
+  loop.run_epochs(model, run_epoch, negated_validation if validate is not None else None,
+                  early_stopping, config.epochs, validation_name=NEGATED_VALIDATION)
   return model, history

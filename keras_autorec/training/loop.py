@@ -1,4 +1,5 @@
-"""The epoch loop of the trainers that run their own steps (sparse, L-BFGS, BiasedMF).
+"""The epoch loop of the trainers that run their own steps (sparse, L-BFGS, BiasedMF, the
+baselines' RBM and LLORMA, the implicit AutoRec).
 
 Each epoch takes one optimizer step (or pass), validates, updates the early stopping (which
 checkpoints when it has a model_dir), reports progress and writes TensorBoard summaries. The dense
@@ -38,7 +39,8 @@ def write_epoch_summaries(writers: dict, logs: dict, epoch: int) -> None:
 def run_epochs(model, step: Callable[[], float], validate: Callable[[], float] | None,
                early_stopping: ResumableEarlyStopping, epochs: int, first_epoch: int = 0,
                report: progress.EpochProgress | None = None,
-               converged: Callable[[], bool] | None = None, writers: dict | None = None) -> None:
+               converged: Callable[[], bool] | None = None, writers: dict | None = None,
+               validation_name: str = "val_rmse") -> None:
   """Runs epochs first_epoch..epochs-1 of `step` until early stopping or `converged()`.
 
   Runs no epoch when `model.stop_training` is already set (a resumed run out of patience).
@@ -46,11 +48,13 @@ def run_epochs(model, step: Callable[[], float], validate: Callable[[], float] |
   Args:
     model: the Keras model whose weights `early_stopping` keeps (the best are restored at the end).
     step: one epoch of training; returns its loss.
-    validate: the validation RMSE now (logged as `val_rmse`), or None without validation data.
+    validate: the validation RMSE now (logged as `validation_name`; lower is better), or None
+      without validation data.
     early_stopping: decides when to stop; a restored one carries on from its saved state.
     report: epoch progress, if any.
     converged: whether the optimizer can make no further progress (L-BFGS).
     writers: TensorBoard writers from `tensorboard_writers`, if any.
+    validation_name: the log key of `validate`'s value, which `early_stopping` monitors.
   """
   early_stopping.set_model(model)
   if report is not None:
@@ -60,7 +64,7 @@ def run_epochs(model, step: Callable[[], float], validate: Callable[[], float] |
       break
     logs = {"loss": step()}
     if validate is not None:
-      logs["val_rmse"] = validate()
+      logs[validation_name] = validate()
     early_stopping.on_epoch_end(epoch, logs)
     if report is not None:
       report.on_epoch_end(epoch, logs)
