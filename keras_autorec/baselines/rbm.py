@@ -76,7 +76,7 @@ class RBMConfig:
   batch_rows: int = 100
   cd_schedule: tuple[tuple[int, int], ...] = ((0, 1), (10, 3), (20, 5))
   rating_step: float = 1.0
-  epochs: int = 24
+  epochs: int = 50
   patience: int = 5
   init_stddev: float = 0.1
   max_train_seconds: float | None = None
