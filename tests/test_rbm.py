@@ -70,6 +70,46 @@ def test_prediction_equals_a_hand_computation():
                                            expected(user1, 1), expected(user0, 0)], rtol=1e-5)
 
 
+def test_exact_prediction_sums_out_every_hidden_state():
+  values = rbm.rating_values((1.0, 3.0), 1.0)
+  hidden_units = 3
+  model = rbm.RBMCF(num_rows=2, num_columns=3, values=values, hidden_units=hidden_units,
+                    item_based=False, exact_prediction=True)
+  rng = np.random.default_rng(0)
+  weights = rng.normal(scale=0.8, size=(3, 3, hidden_units)).astype(np.float32)
+  visible_bias = rng.normal(size=(3, 3)).astype(np.float32)
+  hidden_bias = rng.normal(size=hidden_units).astype(np.float32)
+  model.weights.assign(weights.reshape(9, hidden_units))
+  model.visible_bias.assign(visible_bias)
+  model.hidden_bias.assign(hidden_bias)
+  # User 0 rated item 0 with 3 and item 1 with 1; user 1 rated item 2 with 2.
+  model.set_inputs(np.array([0, 0, 1]), np.array([0, 1, 2]), np.array([2, 0, 1]))
+  rated = {0: [(0, 2), (1, 0)], 1: [(2, 1)]}
+  states = np.array(np.meshgrid(*[[0.0, 1.0]] * hidden_units)).reshape(hidden_units, -1).T
+
+  def expected(user, item):
+    # p(v_item = k | V) by summing exp(-energy) of (V, v_item = k, h) over all 2^3 hidden states.
+    unnormalised = []
+    for level in range(3):
+      visible = rated[user] + [(item, level)]
+      energies = [sum(visible_bias[c, k] + h @ weights[c, k] for c, k in visible) + h @ hidden_bias
+                  for h in states]
+      unnormalised.append(np.sum(np.exp(energies)))
+    return float(np.array(unnormalised) @ values / np.sum(unnormalised))
+
+  pairs = np.array([[0, 2], [1, 0], [1, 1]], np.int32)
+  predictions = model.predict_ratings(tf.constant(pairs)).numpy()
+  np.testing.assert_allclose(predictions, [expected(0, 2), expected(1, 0), expected(1, 1)],
+                             rtol=1e-5)
+  mean_field = rbm.RBMCF(num_rows=2, num_columns=3, values=values, hidden_units=hidden_units,
+                         item_based=False)
+  for source, target in zip(model.parameters, mean_field.parameters):
+    target.assign(source)
+  mean_field.set_inputs(np.array([0, 0, 1]), np.array([0, 1, 2]), np.array([2, 0, 1]))
+  # The approximation differs, so the test above would catch a mean-field prediction.
+  assert np.max(np.abs(mean_field.predict_ratings(tf.constant(pairs)).numpy() - predictions)) > 1e-3
+
+
 @pytest.mark.parametrize("item_based", [True, False])
 def test_learns_planted_blocks_and_beats_the_global_mean(blocks, item_based):
   trained = rbm.fit(blocks, dataclasses.replace(QUICK, item_based=item_based))
@@ -115,6 +155,8 @@ def test_cd_schedule_grows_and_is_checked():
     rbm.RBMConfig(cd_schedule=((2, 1),)).validate()
   with pytest.raises(ValueError, match="hidden_units"):
     rbm.RBMConfig(hidden_units=0).validate()
+  with pytest.raises(ValueError, match="prediction"):
+    rbm.RBMConfig(prediction="mode").validate()
 
 
 def test_learning_rate_decays_per_epoch(blocks):

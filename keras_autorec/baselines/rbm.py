@@ -10,9 +10,14 @@ values] and c [hidden]. With V the row's one-hot training ratings,
 
 Training is contrastive divergence on mini-batches of rows, CD-T with T growing over the epochs
 (`cd_schedule`), with momentum, weight decay and a decaying learning rate; the negative phase
-reconstructs only the row's rated columns. The prediction for (row, q) is the paper's mean-field
-one: the expected rating under p(v_q | p(h | V)), V the row's training ratings (never test
-ratings). Pairs with an unseen user or item get the package's fallback (`keras_autorec.fallback`).
+reconstructs only the row's rated columns. The prediction for (row, q) is the expected rating
+under the visible softmax given V, the row's training ratings (never test ratings), in one of the
+paper's two forms (`prediction`): the exact marginal
+
+    p(v_q = k | V) proportional to exp(b[q, k]) prod_j (1 + exp(x_j + W[q, k, j])),
+    x_j = c_j + sum over rated columns i of W[i, r_i, j],
+
+or its one-step mean-field approximation p(v_q | p(h | V)). Pairs with an unseen user or item get the package's fallback (`keras_autorec.fallback`).
 Ratings go to the nearest of lowest, lowest + rating_step, ..., highest; the data stay sparse (no
 dense rows x columns x values tensor, even for a mini-batch).
 
@@ -40,6 +45,7 @@ from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
 # Pairs scored per prediction batch: bounds the [pairs, values, hidden] weight gather.
 PREDICT_BATCH_PAIRS = 8192
+PREDICTIONS = ("exact", "mean_field")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +68,8 @@ class RBMConfig:
     init_stddev: standard deviation of the normal initial weights.
     max_train_seconds: stop after the first epoch that ends past this wall time (None: no
       limit); the best validation weights so far are kept.
+    prediction: "exact" (the marginal over the hidden units) or "mean_field" (p(v_q | p(h | V))),
+      for validation and test alike.
     fallback: prediction for unseen users or items, one of `keras_autorec.fallback.FALLBACKS`.
     seed: seeds the initial weights, the row order and the Gibbs samples.
     verbose: the epoch progress of `keras_autorec.progress` (0: none).
@@ -80,6 +88,7 @@ class RBMConfig:
   patience: int = 5
   init_stddev: float = 0.1
   max_train_seconds: float | None = None
+  prediction: str = "mean_field"
   fallback: str = "biases"
   seed: int = 0
   verbose: int = 0
@@ -100,6 +109,8 @@ class RBMConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if not self.rating_step > 0:
       raise ValueError(f"rating_step must be positive, got {self.rating_step}")
+    if self.prediction not in PREDICTIONS:
+      raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
 
 
 # Chosen on ML-1M seed 0's validation RMSE (benchmarks/README.md, "RBM-CF search"); the two
@@ -140,13 +151,16 @@ class RBMCF(tf.Module):
     values: float32 [K] rating values of the softmax units.
     hidden_units: number of hidden units.
     item_based: rows are items; pairs given to `predict_ratings` are still (user, item).
+    exact_prediction: predict with the exact marginal instead of the mean-field approximation.
   """
 
   def __init__(self, num_rows: int, num_columns: int, values: np.ndarray, hidden_units: int,
-               item_based: bool, init_stddev: float = 0.1, seed: int = 0):
+               item_based: bool, init_stddev: float = 0.1, seed: int = 0,
+               exact_prediction: bool = False):
     super().__init__(name="rbm_cf")
     self.num_rows, self.num_columns = int(num_rows), int(num_columns)
     self.item_based = bool(item_based)
+    self.exact_prediction = bool(exact_prediction)
     self.values = tf.constant(values, tf.float32)
     self.num_values = int(values.shape[0])
     initial = tf.random.stateless_normal(
@@ -179,16 +193,32 @@ class RBMCF(tf.Module):
     self.input_rows.assign(rows.astype(np.int32))
     self.input_units.assign((columns * self.num_values + levels).astype(np.int32))
 
+  def hidden_inputs(self, batch_rows, units, num_rows) -> tf.Tensor:
+    """x = c + the rated units' weights [num_rows, hidden] for visible one-hot units."""
+    total = tf.math.unsorted_segment_sum(tf.gather(self.weights, units), batch_rows, num_rows)
+    return self.hidden_bias + total
+
   def hidden_probabilities(self, batch_rows, units, num_rows) -> tf.Tensor:
     """p(h = 1 | V) [num_rows, hidden] for visible one-hot units (row in batch, c * K + k)."""
-    total = tf.math.unsorted_segment_sum(tf.gather(self.weights, units), batch_rows, num_rows)
-    return tf.sigmoid(self.hidden_bias + total)
+    return tf.sigmoid(self.hidden_inputs(batch_rows, units, num_rows))
+
+  def column_weights(self, columns, hidden_units) -> tf.Tensor:
+    """W[q, k, :] of columns [n] as [n, K, hidden]."""
+    return tf.reshape(tf.gather(tf.reshape(self.weights, [self.num_columns, -1]), columns),
+                      [-1, self.num_values, hidden_units])
 
   def visible_logits(self, hidden, columns) -> tf.Tensor:
     """Softmax logits [n, K] of columns [n] given hidden states or probabilities [n, hidden]."""
-    weights = tf.reshape(tf.gather(tf.reshape(self.weights, [self.num_columns, -1]), columns),
-                         [-1, self.num_values, tf.shape(hidden)[1]])
+    weights = self.column_weights(columns, tf.shape(hidden)[1])
     return tf.gather(self.visible_bias, columns) + tf.einsum("nkh,nh->nk", weights, hidden)
+
+  def marginal_logits(self, hidden_inputs, columns) -> tf.Tensor:
+    """Logits [n, K] of p(v_q = k | V) with the hidden units summed out, from x [n, hidden]."""
+    weights = self.column_weights(columns, tf.shape(hidden_inputs)[1])
+    inputs = hidden_inputs[:, None, :]
+    # softplus(x) is the same for every k; taking it off keeps float32 sums of ~hidden terms small.
+    gains = tf.reduce_sum(tf.nn.softplus(inputs + weights) - tf.nn.softplus(inputs), axis=2)
+    return tf.gather(self.visible_bias, columns) + gains
 
   def expected_rating(self, logits) -> tf.Tensor:
     return tf.reduce_sum(tf.nn.softmax(logits) * self.values, axis=1)
@@ -197,12 +227,15 @@ class RBMCF(tf.Module):
   def predict_ratings(self, pairs) -> tf.Tensor:
     """Expected ratings for int [n, 2] (user index, item index) pairs with known rows."""
     rows, columns = ((pairs[:, 1], pairs[:, 0]) if self.item_based else (pairs[:, 0], pairs[:, 1]))
-    hidden = self.hidden_probabilities(self.input_rows, self.input_units, self.num_rows)
+    hidden = self.hidden_inputs(self.input_rows, self.input_units, self.num_rows)
+    if not self.exact_prediction:
+      hidden = tf.sigmoid(hidden)
+    logits_of = self.marginal_logits if self.exact_prediction else self.visible_logits
     predictions = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
     n = tf.shape(rows)[0]
     for start in tf.range(0, n, PREDICT_BATCH_PAIRS):
       end = tf.minimum(start + PREDICT_BATCH_PAIRS, n)
-      logits = self.visible_logits(tf.gather(hidden, rows[start:end]), columns[start:end])
+      logits = logits_of(tf.gather(hidden, rows[start:end]), columns[start:end])
       predictions = predictions.write(start // PREDICT_BATCH_PAIRS, self.expected_rating(logits))
     return tf.reshape(predictions.concat(), [n])
 
@@ -259,7 +292,7 @@ def _build_model(train: Ratings, config: RBMConfig) -> tuple[RBMCF, np.ndarray, 
   num_rows, num_columns = ((train.num_items, train.num_users) if config.item_based
                            else (train.num_users, train.num_items))
   model = RBMCF(num_rows, num_columns, values, config.hidden_units, config.item_based,
-                config.init_stddev, config.seed)
+                config.init_stddev, config.seed, exact_prediction=config.prediction == "exact")
   levels = rating_levels(train.rating, values)
   units = columns.astype(np.int64) * values.size + levels
   model.visible_bias.assign(
@@ -328,7 +361,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.getLogger().setLevel(logging.INFO)
-  changes = {name: FLAGS[f"rbm_{name}"].value for name in ("hidden_units", "learning_rate")
+  changes = {name: FLAGS[f"rbm_{name}"].value
+             for name in ("hidden_units", "learning_rate", "prediction")
              if FLAGS[f"rbm_{name}"].value is not None}
   config = default_config(FLAGS.item_based, epochs=FLAGS.rbm_epochs,
                           max_train_seconds=FLAGS.rbm_max_train_seconds, verbose=2, **changes)
@@ -348,6 +382,8 @@ if __name__ == "__main__":
   flags.DEFINE_integer("rbm_hidden_units", None, "Hidden units (default: I- or U-RBM's chosen).")
   flags.DEFINE_float("rbm_learning_rate", None, "First epoch's learning rate (default: I- or "
                      "U-RBM's chosen).")
+  flags.DEFINE_enum("rbm_prediction", None, PREDICTIONS, "exact: sum out the hidden units; "
+                    "mean_field: one mean-field step (default: I- or U-RBM's chosen).")
   flags.DEFINE_integer("rbm_epochs", RBMConfig.epochs, "Most epochs (early stopping on "
                        "validation RMSE usually ends sooner).")
   flags.DEFINE_float("rbm_max_train_seconds", None, "Stop each fit after the first epoch that "
