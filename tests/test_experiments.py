@@ -11,7 +11,7 @@ import pytest
 from absl.testing import flagsaver
 
 from keras_autorec import experiments, training
-from keras_autorec.baselines import llorma
+from keras_autorec.baselines import llorma, rbm
 from keras_autorec.data import sources
 
 
@@ -31,6 +31,17 @@ def test_cli_writes_the_hidden_units_table_and_plot(tmp_path, ratings_file):
   assert [row["hidden_units"] for row in rows] == ["4", "8"]
   assert all(row["repeats"] == "1" for row in rows)
   assert "| I-AutoRec k=4 |" in (results / "hidden_units.md").read_text()
+
+
+def test_rbm_rows_take_the_experiments_epochs_and_hidden_units():
+  data = sources.DataConfig(dataset="ml100k")
+  default = dict(experiments.rbm_configs(experiments.ExperimentConfig(data, "unused")))
+  assert default["I-RBM"] == rbm.default_config(item_based=True)
+  assert default["U-RBM"] == rbm.default_config(item_based=False)
+  changed = experiments.rbm_configs(experiments.ExperimentConfig(
+      data, "unused", rbm_epochs=3, rbm_hidden_units=400))
+  assert [(label, c.item_based, c.epochs, c.hidden_units) for label, c in changed] == [
+      ("I-RBM", True, 3, 400), ("U-RBM", False, 3, 400)]
 
 
 def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
