@@ -318,11 +318,11 @@ flags.DEFINE_integer("mf_epochs", biased_mf.BiasedMFConfig.epochs, "BiasedMF's m
                      "steps (L-BFGS iterations); early stopping usually ends it sooner.")
 
 flags.DEFINE_integer("llorma_anchors", llorma.LlormaConfig.anchors, "LLORMA's anchor points.")
-flags.DEFINE_integer("llorma_rank", llorma.LlormaConfig.rank, "LLORMA's global and local rank.")
+flags.DEFINE_integer("llorma_rank", llorma.LlormaConfig.rank, "LLORMA's local rank.")
 flags.DEFINE_float("llorma_kernel_width", llorma.LlormaConfig.kernel_width,
                    "LLORMA's Epanechnikov kernel width h (radians of arc-cosine distance).")
 flags.DEFINE_float("llorma_l2_weight", llorma.LlormaConfig.l2_weight,
-                   "LLORMA's per-rating L2 weight (global and local models).")
+                   "LLORMA's per-rating L2 weight of the local models.")
 
 
 flags.DEFINE_integer("rbm_epochs", rbm.RBMConfig.epochs, "I-RBM's and U-RBM's most epochs; "

@@ -40,7 +40,8 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
       model=training.ModelConfig(hidden_units=(4,)),
       train=training.TrainConfig(epochs=2, patience=2, verbose=0),
       mf_factors=(2,), mf_l2_weights=(0.1,), mf_optimizers=("lbfgs",), rbm_epochs=2,
-      llorma=llorma.LlormaConfig(anchors=2, rank=2, epochs=3, patience=3))
+      llorma=llorma.LlormaConfig(anchors=2, rank=2, kernel_width=0.8, l2_weight=0.1,
+                                 global_factors=2, sweeps=3, patience=3))
   runner = experiments.Runner(config)
   markdown = experiments.run_experiment("baselines", config, runner)
   assert "BiasedMF (tuned on validation: 2 factors, l2 0.1, lbfgs)" in markdown
