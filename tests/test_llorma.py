@@ -57,8 +57,8 @@ def test_one_anchor_with_infinite_width_is_the_global_weighted_mf(split):
   # their different starting factors to the same regularised optimum.
   split = type(split)(train=split.train, validation=split.train.subset(np.arange(0)),
                       test=split.test)
-  config = llorma.LlormaConfig(anchors=1, rank=2, kernel_width=math.inf, l2_weight=0.1,
-                               global_factors=2, global_l2_weight=0.1, sweeps=80)
+  config = llorma.LlormaConfig(anchors=1, rank=2, kernel_width=math.inf, l2_weights=(0.1,),
+                               global_factors=2, sweeps=80)
   trained = llorma.fit(split, config)
   model = trained.model
   # llorma.fit's global model is biased_mf.fit's with the same settings.
@@ -92,7 +92,7 @@ def planted_local_ratings(num_users=80, num_items=60, seed=0):
 
 def test_beats_the_global_mean_on_planted_data():
   split = random_split(planted_local_ratings(), test_fraction=0.1, validation_fraction=0.1, seed=0)
-  config = llorma.LlormaConfig(anchors=8, rank=3, kernel_width=0.8, l2_weight=0.02,
+  config = llorma.LlormaConfig(anchors=8, rank=3, kernel_width=0.8, l2_weights=(0.02,),
                                global_factors=3, sweeps=100, patience=10)
   metrics = llorma.evaluate(llorma.fit(split, config), split)
   mean_rmse = float(np.sqrt(np.mean(np.square(split.test.rating - split.train.rating.mean()))))
@@ -117,7 +117,8 @@ def test_unseen_users_take_biased_mfs_default(split):
 
 
 @pytest.mark.parametrize("changes", [{"anchors": 0}, {"rank": 0}, {"kernel_width": 0.0},
-                                     {"global_factors": 0}, {"threads": 0}])
+                                     {"global_factors": 0}, {"threads": 0},
+                                     {"l2_weights": ()}])
 def test_rejects_bad_settings(split, changes):
   with pytest.raises(ValueError, match=next(iter(changes))):
     llorma.fit(split, llorma.LlormaConfig(**changes))

@@ -49,17 +49,19 @@ class LlormaConfig:
   """LLORMA hyper-parameters and how to fit them.
 
   Defaults: the paper's 50 anchors and the top of its rank range (20); the global model is
-  BiasedMF tuned on ML-1M (50 factors, L2 0.06); the kernel width and the local L2 were chosen on
-  ML-1M seed 0's validation RMSE (benchmarks/README.md, "LLORMA fit time").
+  BiasedMF with the tuned 50 factors and the L2 weights validation chose for it on ML-1M (0.06)
+  and ML-100K (0.1); the kernel width was chosen on seed 0's validation RMSE
+  (benchmarks/README.md, "LLORMA fit time").
 
   Attributes:
     anchors: number of local models (anchor points).
     rank: factors of every local model.
     kernel_width: h of the Epanechnikov kernels, in radians of arc-cosine distance (math.inf
       weighs every rating 1).
-    l2_weight: per-rating L2 weight of the local models (see the module docstring).
+    l2_weights: per-rating L2 weights (see the module docstring) tried for the global BiasedMF;
+      the one of lowest validation RMSE is the global and the local models' (the first without
+      validation ratings).
     global_factors: factors of the global BiasedMF (kernels and fallback).
-    global_l2_weight: per-rating L2 weight of the global BiasedMF.
     sweeps: most ALS sweeps (a user then an item half-sweep) of every local model.
     patience: sweeps without a validation RMSE `min_delta` below the last such drop before a
       local model stops (the best sweep is kept).
@@ -73,10 +75,9 @@ class LlormaConfig:
 
   anchors: int = 50
   rank: int = 20
-  kernel_width: float = 1.2
-  l2_weight: float = 0.06
+  kernel_width: float = 1.0
+  l2_weights: tuple[float, ...] = (0.06, 0.1)
   global_factors: int = 50
-  global_l2_weight: float = 0.06
   sweeps: int = 50
   patience: int = 3
   min_delta: float = 1e-4
@@ -163,6 +164,7 @@ class TrainedLlorma:
 
   model: Llorma
   global_history: dict[str, list[float]]
+  l2_weight: float
   local_best_sweeps: list[int]
   seconds: float
 
@@ -219,10 +221,10 @@ def _weighted(ratings: Ratings, user_kernel: np.ndarray, item_kernel: np.ndarray
                                             ratings.rating, weights, shape, mean)
 
 
-def fit_local_models(split: RatingsSplit, global_model: biased_mf.BiasedMF,
-                     config: LlormaConfig) -> tuple[Llorma, list[int]]:
-  """The anchors' kernels and local models around a fitted global model, and each local
-  model's best ALS sweep."""
+def fit_local_models(split: RatingsSplit, global_model: biased_mf.BiasedMF, config: LlormaConfig,
+                     l2_weight: float) -> tuple[Llorma, list[int]]:
+  """The anchors' kernels and local models (per-rating L2 `l2_weight`) around a fitted global
+  model, and each local model's best ALS sweep."""
   start = time.time()
   train, mean = split.train, global_model.global_mean
   user_kernels, item_kernels = _kernels(global_model, train, config)
@@ -232,7 +234,7 @@ def fit_local_models(split: RatingsSplit, global_model: biased_mf.BiasedMF,
             bias.embeddings.numpy().astype(np.float64))
            for factors, bias in ((global_model.user_factors, global_model.user_bias),
                                  (global_model.item_factors, global_model.item_bias))]
-  settings = weighted_als.AlsSettings(config.l2_weight, config.sweeps, config.patience,
+  settings = weighted_als.AlsSettings(l2_weight, config.sweeps, config.patience,
                                       config.min_delta)
   shape = (train.num_users, train.num_items)
 
@@ -265,12 +267,20 @@ def fit(split: RatingsSplit, config: LlormaConfig) -> TrainedLlorma:
       raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
   if not config.kernel_width > 0:
     raise ValueError(f"kernel_width must be positive, got {config.kernel_width}")
+  if not config.l2_weights:
+    raise ValueError("l2_weights must hold at least one L2 weight")
   start = time.time()
-  global_trained = biased_mf.fit(split, biased_mf.BiasedMFConfig(
-      factors=config.global_factors, l2_weight=config.global_l2_weight, optimizer="lbfgs",
-      init_stddev=config.init_stddev, seed=config.seed))
-  model, best_sweeps = fit_local_models(split, global_trained.model, config)
-  return TrainedLlorma(model=model, global_history=global_trained.history,
+  candidates = [biased_mf.fit(split, biased_mf.BiasedMFConfig(
+      factors=config.global_factors, l2_weight=l2_weight, optimizer="lbfgs",
+      init_stddev=config.init_stddev, seed=config.seed)) for l2_weight in config.l2_weights]
+  scores = [biased_mf.rmse(trained.model, split.validation) if split.validation.num_ratings
+            else 0.0 for trained in candidates]
+  chosen = int(np.argmin(scores))
+  logging.info("LLORMA global BiasedMF validation RMSE by L2 weight %s: %s, chosen %s",
+               config.l2_weights, np.round(scores, 4).tolist(), config.l2_weights[chosen])
+  global_trained, l2_weight = candidates[chosen], config.l2_weights[chosen]
+  model, best_sweeps = fit_local_models(split, global_trained.model, config, l2_weight)
+  return TrainedLlorma(model=model, global_history=global_trained.history, l2_weight=l2_weight,
                        local_best_sweeps=best_sweeps, seconds=time.time() - start)
 
 
@@ -280,7 +290,7 @@ def evaluate(trained: TrainedLlorma, split: RatingsSplit) -> dict:
   return {"validation_rmse": rmse(model, split.validation), "test_rmse": rmse(model, split.test),
           "global_validation_rmse": biased_mf.rmse(model.global_model, split.validation),
           "global_test_rmse": biased_mf.rmse(model.global_model, split.test),
-          "test_coverage": model.coverage(split.test),
+          "test_coverage": model.coverage(split.test), "l2_weight": trained.l2_weight,
           "best_epoch": max(trained.local_best_sweeps, default=0),  # The latest best ALS sweep.
           "epochs_run": len(trained.global_history.get("loss", [])),
           "train_seconds": trained.seconds}
@@ -294,10 +304,9 @@ def _define_flags() -> None:
   flags.DEFINE_integer("anchors", defaults.anchors, "Anchor points (local models).")
   flags.DEFINE_integer("rank", defaults.rank, "Rank of the local models.")
   flags.DEFINE_float("kernel_width", defaults.kernel_width, "Epanechnikov kernel width h.")
-  flags.DEFINE_float("l2_weight", defaults.l2_weight, "Per-rating L2 weight of the local models.")
+  flags.DEFINE_list("l2_weights", [str(w) for w in defaults.l2_weights],
+                    "Per-rating L2 weights; validation picks one for all models.")
   flags.DEFINE_integer("global_factors", defaults.global_factors, "Factors of the global model.")
-  flags.DEFINE_float("global_l2_weight", defaults.global_l2_weight,
-                     "Per-rating L2 weight of the global model.")
 
 
 def main(argv):
@@ -307,16 +316,16 @@ def main(argv):
 
   def fit_and_evaluate(split: RatingsSplit, repeat: int) -> dict:
     config = LlormaConfig(anchors=FLAGS.anchors, rank=FLAGS.rank,
-                          kernel_width=FLAGS.kernel_width, l2_weight=FLAGS.l2_weight,
-                          global_factors=FLAGS.global_factors,
-                          global_l2_weight=FLAGS.global_l2_weight, seed=FLAGS.seed + repeat)
+                          kernel_width=FLAGS.kernel_width,
+                          l2_weights=tuple(float(w) for w in FLAGS.l2_weights),
+                          global_factors=FLAGS.global_factors, seed=FLAGS.seed + repeat)
     return evaluate(fit(split, config), split)
 
   return command.run_repeats(
       "LLORMA",
       fit_and_evaluate,
       lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f} "
-                 f"(global BiasedMF {m['global_test_rmse']:.4f}, coverage "
+                 f"(L2 {m['l2_weight']}; global BiasedMF {m['global_test_rmse']:.4f}, coverage "
                  f"{m['test_coverage']:.3f}, {m['train_seconds']:.0f} s)"))
 
 
