@@ -239,6 +239,7 @@ def fit_local_models(split: RatingsSplit, global_model: biased_mf.BiasedMF, conf
   shape = (train.num_users, train.num_items)
 
   def fit_anchor(anchor: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The anchor's local user and item tables and best sweep."""
     rng = np.random.default_rng([config.seed, anchor])
     users, items = (np.hstack([rng.normal(scale=config.init_stddev,
                                            size=(seen.shape[0], config.rank)) * seen, bias])
@@ -261,7 +262,8 @@ def fit_local_models(split: RatingsSplit, global_model: biased_mf.BiasedMF, conf
 
 
 def fit(split: RatingsSplit, config: LlormaConfig) -> TrainedLlorma:
-  """Fits the global BiasedMF, then the local models, early-stopping on validation RMSE."""
+  """Fits a global BiasedMF per candidate L2 weight, keeps the best on validation RMSE, then
+  fits the local models with that L2 weight."""
   for name in ("anchors", "rank", "global_factors", "threads"):
     if getattr(config, name) < 1:
       raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
