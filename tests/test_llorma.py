@@ -37,8 +37,8 @@ def test_plain_factors_reproduce_the_global_predictions(split):
 
 
 def test_kernel_weights_are_the_product_of_user_and_item_kernels(split):
-  config = llorma.LlormaConfig(anchors=3, rank=2, kernel_width=0.8, global_factors=2, sweeps=5,
-                               patience=5)
+  config = llorma.LlormaConfig(anchors=3, rank=2, kernel_width=0.8, l2_weights=(0.1,),
+                               global_factors=2, sweeps=5, patience=5)
   model = llorma.fit(split, config).model
   user_factors, item_factors = llorma.plain_factors(model.global_model)
   anchor_user, anchor_item = np.argmax(model.user_kernels[0]), np.argmax(model.item_kernels[0])
@@ -107,6 +107,7 @@ def test_unseen_users_take_biased_mfs_default(split):
                       test=split.test)
   # An unseen user is near no anchor, so its pairs take the global model: mean + item bias.
   model = llorma.fit(split, llorma.LlormaConfig(anchors=4, rank=2, kernel_width=math.inf,
+                                                l2_weights=(0.1,), global_factors=2,
                                                 sweeps=20)).model
   item = 5
   assert np.all(model.kernel_weights(np.array([unseen_user]), np.array([item])) == 0.0)
