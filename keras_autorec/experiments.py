@@ -165,7 +165,7 @@ class Runner:
   def llorma(self, label: str, config: llorma.LlormaConfig) -> Row:
     """LLORMA with `config` on every repeat."""
     params = {"anchors": config.anchors, "rank": config.rank,
-              "kernel_width": config.kernel_width, "l2_weight": config.l2_weight}
+              "kernel_width": config.kernel_width, "l2_weights": list(config.l2_weights)}
     return Row(label, params, self._seeded_runs("llorma", config, llorma.fit, llorma.evaluate))
 
   def rbm_cf(self, label: str, config: rbm.RBMConfig) -> Row:
@@ -247,7 +247,8 @@ def baselines(runner: Runner) -> list[Row]:
   return [runner.biased_mf(label, chosen),
           runner.knn_baseline(f"item kNN with baseline (pearson_baseline, k={knn.k})", knn),
           runner.llorma(f"LLORMA ({local.anchors} anchors, rank {local.rank}, kernel width "
-                        f"{local.kernel_width}, l2 {local.l2_weight})", local),
+                        f"{local.kernel_width}, l2 from {', '.join(map(str, local.l2_weights))})",
+                        local),
           *runner.rbm_rows(),
           runner.autorec("I-AutoRec", {}, config.model)]
 
@@ -314,7 +315,7 @@ HELP_GROUPS = [cli_flags.define_data_flags(), cli_flags.define_split_flags(),
                                                    "mf_factors", "mf_l2_weights",
                                                    "mf_optimizers", "mf_epochs",
                                                    "llorma_anchors", "llorma_rank",
-                                                   "llorma_kernel_width", "llorma_l2_weight",
+                                                   "llorma_kernel_width", "llorma_l2_weights",
                                                    "rbm_epochs", "rbm_hidden_units"))]
 flags.DEFINE_string("results_dir", "results", "Where results and the run cache go.")
 flags.DEFINE_list("hidden_units_grid", [str(k) for k in DEFAULT_HIDDEN_UNITS_GRID],
@@ -329,11 +330,11 @@ flags.DEFINE_integer("mf_epochs", biased_mf.BiasedMFConfig.epochs, "BiasedMF's m
                      "steps (L-BFGS iterations); early stopping usually ends it sooner.")
 
 flags.DEFINE_integer("llorma_anchors", llorma.LlormaConfig.anchors, "LLORMA's anchor points.")
-flags.DEFINE_integer("llorma_rank", llorma.LlormaConfig.rank, "LLORMA's global and local rank.")
+flags.DEFINE_integer("llorma_rank", llorma.LlormaConfig.rank, "LLORMA's local rank.")
 flags.DEFINE_float("llorma_kernel_width", llorma.LlormaConfig.kernel_width,
                    "LLORMA's Epanechnikov kernel width h (radians of arc-cosine distance).")
-flags.DEFINE_float("llorma_l2_weight", llorma.LlormaConfig.l2_weight,
-                   "LLORMA's per-rating L2 weight (global and local models).")
+flags.DEFINE_list("llorma_l2_weights", [str(w) for w in llorma.LlormaConfig.l2_weights],
+                  "LLORMA's per-rating L2 weights; validation picks one for all its models.")
 
 
 flags.DEFINE_integer("rbm_epochs", rbm.RBMConfig.epochs, "I-RBM's and U-RBM's most epochs; "
@@ -356,7 +357,7 @@ def main(argv):
       mf_optimizers=tuple(FLAGS.mf_optimizers), mf_epochs=FLAGS.mf_epochs,
       llorma=llorma.LlormaConfig(anchors=FLAGS.llorma_anchors, rank=FLAGS.llorma_rank,
                                  kernel_width=FLAGS.llorma_kernel_width,
-                                 l2_weight=FLAGS.llorma_l2_weight),
+                                 l2_weights=tuple(float(w) for w in FLAGS.llorma_l2_weights)),
       rbm_epochs=FLAGS.rbm_epochs, rbm_hidden_units=FLAGS.rbm_hidden_units)
   try:
     runner = Runner(config)

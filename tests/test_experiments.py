@@ -51,13 +51,14 @@ def test_runs_are_cached_across_experiments(tmp_path, ratings_file):
       model=training.ModelConfig(hidden_units=(4,)),
       train=training.TrainConfig(epochs=2, patience=2, verbose=0),
       mf_factors=(2,), mf_l2_weights=(0.1,), mf_optimizers=("lbfgs",), rbm_epochs=2,
-      llorma=llorma.LlormaConfig(anchors=2, rank=2, epochs=3, patience=3))
+      llorma=llorma.LlormaConfig(anchors=2, rank=2, kernel_width=0.8, l2_weights=(0.1,),
+                                 global_factors=2, sweeps=3, patience=3))
   runner = experiments.Runner(config)
   markdown = experiments.run_experiment("baselines", config, runner)
   assert "BiasedMF (tuned on validation: 2 factors, l2 0.1, lbfgs)" in markdown
   assert "| I-AutoRec |" in markdown
   assert "| item kNN with baseline (pearson_baseline, k=40) |" in markdown
-  assert "| LLORMA (2 anchors, rank 2, kernel width 0.8, l2 0.1) |" in markdown
+  assert "| LLORMA (2 anchors, rank 2, kernel width 0.8, l2 from 0.1) |" in markdown
   assert "| I-RBM |" in markdown and "| U-RBM |" in markdown
   assert re.search(r"Wall time of this invocation \d+ s", markdown)
   cached = (tmp_path / "runs.jsonl").read_text().count("\n")

@@ -37,7 +37,8 @@ def test_plain_factors_reproduce_the_global_predictions(split):
 
 
 def test_kernel_weights_are_the_product_of_user_and_item_kernels(split):
-  config = llorma.LlormaConfig(anchors=3, rank=2, kernel_width=0.8, epochs=5, patience=5)
+  config = llorma.LlormaConfig(anchors=3, rank=2, kernel_width=0.8, l2_weights=(0.1,),
+                               global_factors=2, sweeps=5, patience=5)
   model = llorma.fit(split, config).model
   user_factors, item_factors = llorma.plain_factors(model.global_model)
   anchor_user, anchor_item = np.argmax(model.user_kernels[0]), np.argmax(model.item_kernels[0])
@@ -56,8 +57,8 @@ def test_one_anchor_with_infinite_width_is_the_global_weighted_mf(split):
   # their different starting factors to the same regularised optimum.
   split = type(split)(train=split.train, validation=split.train.subset(np.arange(0)),
                       test=split.test)
-  config = llorma.LlormaConfig(anchors=1, rank=2, kernel_width=math.inf, l2_weight=0.1,
-                               epochs=80)
+  config = llorma.LlormaConfig(anchors=1, rank=2, kernel_width=math.inf, l2_weights=(0.1,),
+                               global_factors=2, sweeps=80)
   trained = llorma.fit(split, config)
   model = trained.model
   # llorma.fit's global model is biased_mf.fit's with the same settings.
@@ -91,8 +92,8 @@ def planted_local_ratings(num_users=80, num_items=60, seed=0):
 
 def test_beats_the_global_mean_on_planted_data():
   split = random_split(planted_local_ratings(), test_fraction=0.1, validation_fraction=0.1, seed=0)
-  config = llorma.LlormaConfig(anchors=8, rank=3, kernel_width=0.8, l2_weight=0.02,
-                               epochs=100, patience=10, anchor_batch=4)
+  config = llorma.LlormaConfig(anchors=8, rank=3, kernel_width=0.8, l2_weights=(0.02,),
+                               global_factors=3, sweeps=100, patience=10)
   metrics = llorma.evaluate(llorma.fit(split, config), split)
   mean_rmse = float(np.sqrt(np.mean(np.square(split.test.rating - split.train.rating.mean()))))
   assert metrics["test_rmse"] < 0.5 * mean_rmse
@@ -106,7 +107,8 @@ def test_unseen_users_take_biased_mfs_default(split):
                       test=split.test)
   # An unseen user is near no anchor, so its pairs take the global model: mean + item bias.
   model = llorma.fit(split, llorma.LlormaConfig(anchors=4, rank=2, kernel_width=math.inf,
-                                                epochs=20)).model
+                                                l2_weights=(0.1,), global_factors=2,
+                                                sweeps=20)).model
   item = 5
   assert np.all(model.kernel_weights(np.array([unseen_user]), np.array([item])) == 0.0)
   expected = model.global_model.global_mean + model.global_model.item_bias.embeddings.numpy()[
@@ -116,7 +118,8 @@ def test_unseen_users_take_biased_mfs_default(split):
 
 
 @pytest.mark.parametrize("changes", [{"anchors": 0}, {"rank": 0}, {"kernel_width": 0.0},
-                                     {"anchor_batch": 0}])
+                                     {"global_factors": 0}, {"threads": 0},
+                                     {"l2_weights": ()}])
 def test_rejects_bad_settings(split, changes):
   with pytest.raises(ValueError, match=next(iter(changes))):
     llorma.fit(split, llorma.LlormaConfig(**changes))

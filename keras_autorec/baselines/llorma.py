@@ -10,39 +10,35 @@ users (items) is the arc-cosine of their vectors, and the Epanechnikov kernel
 
 of the distance to the anchor's user times that of the distance to the anchor's item weighs every
 rating for that anchor's local model. Each local model is a weighted BiasedMF (mean + biases + a
-rank-`rank` dot product) fitted full batch with L-BFGS on
+rank-`rank` dot product) minimising
 
     sum_j w_j (r_j - prediction_j)^2 / sum_j w_j
       + l2_weight * sum_j w_j (b_u^2 + b_i^2 + |p_u|^2 + |q_i|^2) / sum_j w_j,
 
-which for weights of 1 is exactly `biased_mf`'s objective. Every local model starts from the
-global model's biases and fresh random factors (or, with `warm_start`, at the global model) and
-sees only the ratings of positive weight; they are trained `anchor_batch` at a time in one graph (an [anchors * users, rank + 1] table
-per side), each group early-stopping on its kernel-weighted validation RMSE. A prediction is the
+which for weights of 1 is exactly `biased_mf`'s objective, by alternating least squares
+(`weighted_als`) over its ratings of positive weight, from the global model's biases and freshly
+drawn factors, early-stopping on its kernel-weighted validation RMSE. A prediction is the
 kernel-weighted average of the local models' predictions; where the total weight is 0 (an id
 without training ratings, or a pair far from every anchor) it is the global BiasedMF's, so unseen
-ids get BiasedMF's default. The paper's local models have no biases; here they keep BiasedMF's so that one anchor
-with an infinite kernel width is the global model.
+ids get BiasedMF's default. The paper's local models have no biases; here they keep BiasedMF's so
+that one anchor with an infinite kernel width is the global model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent import futures
 import math
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_autorec import lbfgs
-from keras_autorec.baselines import biased_mf, command
+from keras_autorec.baselines import biased_mf, command, weighted_als
 from keras_autorec.data.ratings import Ratings
 from keras_autorec.data.splits import RatingsSplit
-from keras_autorec.training import loop
-from keras_autorec.training.early_stopping import ResumableEarlyStopping
 
 # Pairs scored at once at prediction time: bounds the [anchors, pairs, rank] gathers.
 PREDICTION_CHUNK = 20000
@@ -52,37 +48,41 @@ PREDICTION_CHUNK = 20000
 class LlormaConfig:
   """LLORMA hyper-parameters and how to fit them.
 
-  Defaults: the paper's 50 anchors, the top of its rank range (20) and BiasedMF's L2 tuned on
-  ML-100K; h = 0.8 and freshly drawn local factors chosen on ML-100K seed 0's validation RMSE
-  over h in {0.5, 0.6, 0.8} x {fresh, warm start} (README, Results).
+  Defaults: the paper's 50 anchors and the top of its rank range (20); the global model is
+  BiasedMF with the tuned 50 factors and the L2 weights validation chose for it on ML-1M (0.06)
+  and ML-100K (0.1); the kernel width was chosen on seed 0's validation RMSE
+  (benchmarks/README.md, "LLORMA fit time").
 
   Attributes:
     anchors: number of local models (anchor points).
-    rank: factors of the global model and of every local model.
+    rank: factors of every local model.
     kernel_width: h of the Epanechnikov kernels, in radians of arc-cosine distance (math.inf
       weighs every rating 1).
-    l2_weight: per-rating L2 weight of the global and local models (see the module docstring).
-    epochs: most L-BFGS iterations of the global model and of every group of local models.
-    patience: iterations without a validation RMSE `min_delta` below the last such drop before
-      a fit stops (the best weights are kept).
+    l2_weights: per-rating L2 weights (see the module docstring) tried for the global BiasedMF;
+      the one of lowest validation RMSE is the global and the local models' (the first without
+      validation ratings).
+    global_factors: factors of the global BiasedMF (kernels and fallback).
+    sweeps: most ALS sweeps (a user then an item half-sweep) of every local model.
+    patience: sweeps without a validation RMSE `min_delta` below the last such drop before a
+      local model stops (the best sweep is kept).
     min_delta: the smallest validation RMSE drop that resets the patience.
-    anchor_batch: local models trained together in one graph (memory grows with it).
-    warm_start: start the local factors at the global ones instead of drawing them afresh
-      (on ML-100K the local models then barely leave the global model; README, Results).
-    init_stddev: standard deviation of the global model's normal initial factors.
-    seed: seeds the global model and the anchor draw.
+    init_stddev: standard deviation of the normal initial factors (global and local).
+    threads: local models fitted at once (scipy's sparse products and numpy's solves release
+      the GIL); each anchor draws its initial factors from its own seed, so any count gives the
+      same model.
+    seed: seeds the global model, the anchor draw and the local models' initial factors.
   """
 
   anchors: int = 50
   rank: int = 20
-  kernel_width: float = 0.8
-  l2_weight: float = 0.1
-  epochs: int = 300
-  patience: int = 10
+  kernel_width: float = 1.0
+  l2_weights: tuple[float, ...] = (0.06, 0.1)
+  global_factors: int = 50
+  sweeps: int = 50
+  patience: int = 3
   min_delta: float = 1e-4
-  anchor_batch: int = 10
-  warm_start: bool = False
   init_stddev: float = 0.1
+  threads: int = 2
   seed: int = 0
 
 
@@ -164,7 +164,8 @@ class TrainedLlorma:
 
   model: Llorma
   global_history: dict[str, list[float]]
-  local_best_epochs: list[int]
+  l2_weight: float
+  local_best_sweeps: list[int]
   seconds: float
 
 
@@ -196,83 +197,6 @@ def sample_anchors(train: Ratings, count: int, seed: int) -> np.ndarray:
   return np.sort(rng.choice(train.num_ratings, size=min(count, train.num_ratings), replace=False))
 
 
-class _WeightedRatings:
-  """The (anchor, rating) pairs of positive weight of a group of anchors, as flat tensors.
-
-  Rows of a group's [anchors * users] and [anchors * items] tables are anchor * users + user and
-  anchor * items + item.
-  """
-
-  def __init__(self, ratings: Ratings, user_kernels: np.ndarray, item_kernels: np.ndarray):
-    anchors_count, num_users = user_kernels.shape
-    num_items = item_kernels.shape[1]
-    weights = user_kernels[:, ratings.user_index] * item_kernels[:, ratings.item_index]
-    anchors, positions = np.nonzero(weights)
-    self.count = anchors.size
-    user_rows = anchors * num_users + ratings.user_index[positions]
-    item_rows = anchors * num_items + ratings.item_index[positions]
-    self.user_row = tf.constant(user_rows, tf.int32)
-    self.item_row = tf.constant(item_rows, tf.int32)
-    self.rating = tf.constant(ratings.rating[positions], tf.float32)
-    weight = weights[anchors, positions]
-    totals = np.bincount(anchors, weight, minlength=anchors_count)
-    # Each anchor's weights sum to 1, so every local objective is a weighted mean.
-    weight = weight / np.maximum(totals[anchors], 1e-12)
-    self.weight = tf.constant(weight, tf.float32)
-    # The per-rating L2 term summed per row: sum_j w_j |row_j|^2 = sum_row W_row |row|^2.
-    self.user_row_weight = tf.constant(
-        np.bincount(user_rows, weight, minlength=anchors_count * num_users)[:, None], tf.float32)
-    self.item_row_weight = tf.constant(
-        np.bincount(item_rows, weight, minlength=anchors_count * num_items)[:, None], tf.float32)
-
-
-class _LocalGroup(keras.Model):
-  """A group's local models as two tables, rows anchor * ids + id, the bias as the last column."""
-
-  def __init__(self, users: np.ndarray, items: np.ndarray, global_mean: float):
-    super().__init__()
-    self.rank = users.shape[1] - 1
-    self.global_mean = global_mean
-    self.users = self.add_weight(shape=users.shape, initializer="zeros", name="users")
-    self.items = self.add_weight(shape=items.shape, initializer="zeros", name="items")
-    self.users.assign(users)
-    self.items.assign(items)
-
-  def predictions(self, data: _WeightedRatings) -> tf.Tensor:
-    """Unclipped predictions of the ratings in `data`, each by its anchor's model."""
-    user, item = tf.gather(self.users, data.user_row), tf.gather(self.items, data.item_row)
-    rank = self.rank
-    return (self.global_mean + user[:, rank] + item[:, rank]
-            + tf.reduce_sum(user[:, :rank] * item[:, :rank], 1))
-
-
-def _fit_group(train: _WeightedRatings, validation: _WeightedRatings, group: _LocalGroup,
-               config: LlormaConfig, rating_scale: tuple[float, float]) -> int:
-  """Fits a group's local models jointly by L-BFGS, leaving the best; returns the best epoch."""
-  if train.count == 0:
-    return 0
-
-  def loss_fn():
-    error = tf.reduce_sum(train.weight * tf.square(train.rating - group.predictions(train)))
-    penalty = (tf.reduce_sum(train.user_row_weight * tf.square(group.users))
-               + tf.reduce_sum(train.item_row_weight * tf.square(group.items)))
-    return error + config.l2_weight * penalty
-
-  @tf.function
-  def validation_rmse():
-    prediction = tf.clip_by_value(group.predictions(validation), *rating_scale)
-    squared = tf.reduce_sum(validation.weight * tf.square(validation.rating - prediction))
-    return tf.sqrt(squared / tf.maximum(tf.reduce_sum(validation.weight), 1e-12))
-
-  minimizer = lbfgs.LbfgsMinimizer(loss_fn, group.trainable_variables)
-  early_stopping = ResumableEarlyStopping(None, config.patience, min_delta=config.min_delta)
-  group.stop_training = False
-  loop.run_epochs(group, minimizer.step,
-                  (lambda: float(validation_rmse())) if validation.count else None,
-                  early_stopping, config.epochs, converged=lambda: minimizer.converged)
-  return early_stopping.best_epoch + 1 if validation.count else early_stopping.completed_epochs
-
-
 def _kernels(global_model: biased_mf.BiasedMF, train: Ratings,
              config: LlormaConfig) -> tuple[np.ndarray, np.ndarray]:
   """[anchors, users] and [anchors, items] Epanechnikov kernels of randomly drawn anchors."""
@@ -289,58 +213,77 @@ def _kernels(global_model: biased_mf.BiasedMF, train: Ratings,
   return kernels[0], kernels[1]
 
 
-def _initial_table(global_table: np.ndarray, size: int, config: LlormaConfig,
-                   rng: np.random.Generator) -> np.ndarray:
-  """`size` stacked copies of a global [ids, rank + 1] table, factors redrawn unless warm_start.
-
-  Ids without training ratings keep zero factors (biased_mf), so do their local models.
-  """
-  table = np.tile(global_table, (size, 1))
-  if not config.warm_start:
-    seen = np.any(table[:, :-1] != 0, axis=1, keepdims=True)
-    table[:, :-1] = rng.normal(scale=config.init_stddev, size=table[:, :-1].shape) * seen
-  return table
+def _weighted(ratings: Ratings, user_kernel: np.ndarray, item_kernel: np.ndarray,
+              shape: tuple[int, int], mean: float) -> weighted_als.WeightedRatings:
+  """`ratings` weighted by one anchor's kernels, the pairs of zero weight left out."""
+  weights = user_kernel[ratings.user_index] * item_kernel[ratings.item_index]
+  return weighted_als.WeightedRatings.build(ratings.user_index, ratings.item_index,
+                                            ratings.rating, weights, shape, mean)
 
 
-def fit(split: RatingsSplit, config: LlormaConfig) -> TrainedLlorma:
-  """Fits the global BiasedMF, then the local models, early-stopping on validation RMSE."""
-  if config.anchors < 1 or config.rank < 1 or config.anchor_batch < 1:
-    raise ValueError(f"anchors, rank and anchor_batch must be positive, got {config.anchors}, "
-                     f"{config.rank} and {config.anchor_batch}")
-  if not config.kernel_width > 0:
-    raise ValueError(f"kernel_width must be positive, got {config.kernel_width}")
+def fit_local_models(split: RatingsSplit, global_model: biased_mf.BiasedMF, config: LlormaConfig,
+                     l2_weight: float) -> tuple[Llorma, list[int]]:
+  """The anchors' kernels and local models (per-rating L2 `l2_weight`) around a fitted global
+  model, and each local model's best ALS sweep."""
   start = time.time()
-  train = split.train
-  global_trained = biased_mf.fit(split, biased_mf.BiasedMFConfig(
-      factors=config.rank, l2_weight=config.l2_weight, optimizer="lbfgs", epochs=config.epochs,
-      patience=config.patience, init_stddev=config.init_stddev, seed=config.seed))
-  global_model = global_trained.model
+  train, mean = split.train, global_model.global_mean
   user_kernels, item_kernels = _kernels(global_model, train, config)
-  rng = np.random.default_rng(config.seed)
-  global_users, global_items = (
-      np.hstack([factors.embeddings.numpy(), bias.embeddings.numpy()])
-      for factors, bias in ((global_model.user_factors, global_model.user_bias),
-                            (global_model.item_factors, global_model.item_bias)))
-  parts, best_epochs = [], []
-  for first in range(0, user_kernels.shape[0], config.anchor_batch):
-    group_kernels = user_kernels[first:first + config.anchor_batch], item_kernels[
-        first:first + config.anchor_batch]
-    size = group_kernels[0].shape[0]
-    group = _LocalGroup(*(_initial_table(table, size, config, rng)
-                          for table in (global_users, global_items)), global_model.global_mean)
-    best_epochs.append(_fit_group(_WeightedRatings(train, *group_kernels),
-                                  _WeightedRatings(split.validation, *group_kernels), group,
-                                  config, train.rating_scale))
-    parts.append([table.numpy().reshape(size, -1, config.rank + 1)
-                  for table in (group.users, group.items)])
-    logging.info("LLORMA local models %d-%d of %d: best epoch %d (%.0f s so far)", first + 1,
-                 first + size, user_kernels.shape[0], best_epochs[-1], time.time() - start)
-  users, items = (np.concatenate(tables, axis=0) for tables in zip(*parts))
+  # Local models start from the global biases and fresh factors (zero for ids without training
+  # ratings, as in biased_mf).
+  sides = [(np.any(factors.embeddings.numpy() != 0, axis=1, keepdims=True),
+            bias.embeddings.numpy().astype(np.float64))
+           for factors, bias in ((global_model.user_factors, global_model.user_bias),
+                                 (global_model.item_factors, global_model.item_bias))]
+  settings = weighted_als.AlsSettings(l2_weight, config.sweeps, config.patience,
+                                      config.min_delta)
+  shape = (train.num_users, train.num_items)
+
+  def fit_anchor(anchor: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The anchor's local user and item tables and best sweep."""
+    rng = np.random.default_rng([config.seed, anchor])
+    users, items = (np.hstack([rng.normal(scale=config.init_stddev,
+                                           size=(seen.shape[0], config.rank)) * seen, bias])
+                    for seen, bias in sides)
+    kernels = user_kernels[anchor], item_kernels[anchor]
+    fitted = weighted_als.fit(_weighted(train, *kernels, shape, mean),
+                              _weighted(split.validation, *kernels, shape, mean), users, items,
+                              mean, settings, train.rating_scale)
+    logging.info("LLORMA local model %d of %d: best sweep %d (%.0f s so far)", anchor + 1,
+                 user_kernels.shape[0], fitted[2], time.time() - start)
+    return fitted
+
+  with futures.ThreadPoolExecutor(config.threads) as pool:
+    users, items, best_sweeps = zip(*pool.map(fit_anchor, range(user_kernels.shape[0])))
+  users, items = np.stack(users).astype(np.float32), np.stack(items).astype(np.float32)
   local = LocalModels(users[..., :-1], items[..., :-1], users[..., -1], items[..., -1])
   model = Llorma(global_model, user_kernels.astype(np.float32), item_kernels.astype(np.float32),
                  local, train.rating_scale)
-  return TrainedLlorma(model=model, global_history=global_trained.history,
-                       local_best_epochs=best_epochs, seconds=time.time() - start)
+  return model, list(best_sweeps)
+
+
+def fit(split: RatingsSplit, config: LlormaConfig) -> TrainedLlorma:
+  """Fits a global BiasedMF per candidate L2 weight, keeps the best on validation RMSE, then
+  fits the local models with that L2 weight."""
+  for name in ("anchors", "rank", "global_factors", "threads"):
+    if getattr(config, name) < 1:
+      raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+  if not config.kernel_width > 0:
+    raise ValueError(f"kernel_width must be positive, got {config.kernel_width}")
+  if not config.l2_weights:
+    raise ValueError("l2_weights must hold at least one L2 weight")
+  start = time.time()
+  candidates = [biased_mf.fit(split, biased_mf.BiasedMFConfig(
+      factors=config.global_factors, l2_weight=l2_weight, optimizer="lbfgs",
+      init_stddev=config.init_stddev, seed=config.seed)) for l2_weight in config.l2_weights]
+  scores = [biased_mf.rmse(trained.model, split.validation) if split.validation.num_ratings
+            else 0.0 for trained in candidates]
+  chosen = int(np.argmin(scores))
+  logging.info("LLORMA global BiasedMF validation RMSE by L2 weight %s: %s, chosen %s",
+               config.l2_weights, np.round(scores, 4).tolist(), config.l2_weights[chosen])
+  global_trained, l2_weight = candidates[chosen], config.l2_weights[chosen]
+  model, best_sweeps = fit_local_models(split, global_trained.model, config, l2_weight)
+  return TrainedLlorma(model=model, global_history=global_trained.history, l2_weight=l2_weight,
+                       local_best_sweeps=best_sweeps, seconds=time.time() - start)
 
 
 def evaluate(trained: TrainedLlorma, split: RatingsSplit) -> dict:
@@ -349,8 +292,8 @@ def evaluate(trained: TrainedLlorma, split: RatingsSplit) -> dict:
   return {"validation_rmse": rmse(model, split.validation), "test_rmse": rmse(model, split.test),
           "global_validation_rmse": biased_mf.rmse(model.global_model, split.validation),
           "global_test_rmse": biased_mf.rmse(model.global_model, split.test),
-          "test_coverage": model.coverage(split.test),
-          "best_epoch": max(trained.local_best_epochs, default=0),
+          "test_coverage": model.coverage(split.test), "l2_weight": trained.l2_weight,
+          "best_epoch": max(trained.local_best_sweeps, default=0),  # The latest best ALS sweep.
           "epochs_run": len(trained.global_history.get("loss", [])),
           "train_seconds": trained.seconds}
 
@@ -361,11 +304,11 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
   defaults = LlormaConfig()
   flags.DEFINE_integer("anchors", defaults.anchors, "Anchor points (local models).")
-  flags.DEFINE_integer("rank", defaults.rank, "Rank of the global and local models.")
+  flags.DEFINE_integer("rank", defaults.rank, "Rank of the local models.")
   flags.DEFINE_float("kernel_width", defaults.kernel_width, "Epanechnikov kernel width h.")
-  flags.DEFINE_float("l2_weight", defaults.l2_weight, "Per-rating L2 weight.")
-  flags.DEFINE_integer("anchor_batch", defaults.anchor_batch, "Local models fitted together.")
-  flags.DEFINE_bool("warm_start", defaults.warm_start, "Start local models at the global one.")
+  flags.DEFINE_list("l2_weights", [str(w) for w in defaults.l2_weights],
+                    "Per-rating L2 weights; validation picks one for all models.")
+  flags.DEFINE_integer("global_factors", defaults.global_factors, "Factors of the global model.")
 
 
 def main(argv):
@@ -375,16 +318,16 @@ def main(argv):
 
   def fit_and_evaluate(split: RatingsSplit, repeat: int) -> dict:
     config = LlormaConfig(anchors=FLAGS.anchors, rank=FLAGS.rank,
-                          kernel_width=FLAGS.kernel_width, l2_weight=FLAGS.l2_weight,
-                          anchor_batch=FLAGS.anchor_batch, warm_start=FLAGS.warm_start,
-                          seed=FLAGS.seed + repeat)
+                          kernel_width=FLAGS.kernel_width,
+                          l2_weights=tuple(float(w) for w in FLAGS.l2_weights),
+                          global_factors=FLAGS.global_factors, seed=FLAGS.seed + repeat)
     return evaluate(fit(split, config), split)
 
   return command.run_repeats(
       "LLORMA",
       fit_and_evaluate,
       lambda m: (f"validation RMSE {m['validation_rmse']:.4f}, test RMSE {m['test_rmse']:.4f} "
-                 f"(global BiasedMF {m['global_test_rmse']:.4f}, coverage "
+                 f"(L2 {m['l2_weight']}; global BiasedMF {m['global_test_rmse']:.4f}, coverage "
                  f"{m['test_coverage']:.3f}, {m['train_seconds']:.0f} s)"))
 
 
