@@ -8,8 +8,9 @@ For ratings r_j of user u and item i with weights w_j summing to 1, it minimises
 `biased_mf`'s objective when every weight is 1 / n. With the item side fixed, each user's
 [p_u, b_u] is a ridge regression of r_j - mu - b_i on [q_i, 1] with weights w_j and penalty
 l2_weight * (the user's total weight), solved in closed form; then the same for the items. The
-[ids, rank + 1] normal matrices come from one sparse-dense product with the other side's outer
-products, so a sweep costs (rated pairs of positive weight) x (rank + 1)^2 multiply-adds.
+normal matrices come from one sparse-dense product with the other side's outer products (their
+upper triangles), so a sweep costs (rated pairs of positive weight) x (rank + 1)(rank + 2) / 2
+multiply-adds.
 """
 
 from __future__ import annotations
@@ -61,8 +62,13 @@ def half_sweep(ratings: WeightedRatings, other: np.ndarray, l2_weight: float) ->
   [columns, rank + 1] table fixed."""
   rank = other.shape[1] - 1
   features = np.hstack([other[:, :rank], np.ones((other.shape[0], 1))])
-  outer = (features[:, :, None] * features[:, None, :]).reshape(other.shape[0], -1)
-  normal = np.asarray(ratings.weight_matrix @ outer).reshape(-1, rank + 1, rank + 1)
+  # The normal matrices are symmetric: weighing only the upper triangle's products halves the
+  # sparse product, the sweep's main cost.
+  row, column = np.triu_indices(rank + 1)
+  packed = np.asarray(ratings.weight_matrix @ (features[:, row] * features[:, column]))
+  normal = np.empty((packed.shape[0], rank + 1, rank + 1))
+  normal[:, row, column] = packed
+  normal[:, column, row] = packed
   row_weight = np.asarray(ratings.weight_matrix.sum(axis=1)).ravel()
   normal += (l2_weight * row_weight + _JITTER)[:, None, None] * np.eye(rank + 1)
   target = (np.asarray(ratings.weighted_centred @ features)
