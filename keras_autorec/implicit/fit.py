@@ -28,7 +28,7 @@ class FitConfig:
   input_dropout: float = 0.5
   l2_weight: float = 0.0
   loss: str = "multinomial"
-  zero_weight: float = 0.1
+  zero_weight: float = 0.7  # Chosen on validation at 100k synthetic playlists and on ML-1M.
   learning_rate: float = 1e-3
   batch_size: int = 256
   epochs: int = 200

@@ -56,7 +56,7 @@ def factored_weighted_squared(targets: tf.SparseTensor, hidden: tf.Tensor, kerne
 
 
 def reconstruction_loss(name: str, targets: tf.Tensor, outputs: tf.Tensor,
-                        zero_weight: float = 0.1) -> tf.Tensor:
+                        zero_weight: float = 0.7) -> tf.Tensor:
   """The loss `name` (one of LOSSES) of dense binary targets [B, N] and outputs [B, N]."""
   if name == "multinomial":
     return multinomial(targets, outputs)
