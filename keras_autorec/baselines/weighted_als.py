@@ -20,6 +20,9 @@ import dataclasses
 import numpy as np
 from scipy import sparse
 
+from keras_autorec.training import loop
+from keras_autorec.training.early_stopping import ResumableEarlyStopping
+
 # Added to every normal matrix: an id without weight gets zero factors and bias, not a singular solve.
 _JITTER = 1e-12
 
@@ -97,27 +100,41 @@ class AlsSettings:
   min_delta: float
 
 
+class _Tables:
+  """The user and item tables as the model `training.loop.run_epochs` keeps the best of."""
+
+  def __init__(self, users: np.ndarray, items: np.ndarray):
+    self.users, self.items = users, items
+    self.stop_training = False
+
+  def get_weights(self) -> list[np.ndarray]:
+    # A half-sweep returns new arrays, so the kept ones are never overwritten.
+    return [self.users, self.items]
+
+  def set_weights(self, weights: list[np.ndarray]) -> None:
+    self.users, self.items = weights
+
+
 def fit(train: WeightedRatings, validation: WeightedRatings, users: np.ndarray,
         items: np.ndarray, mean: float, settings: AlsSettings,
         rating_scale: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, int]:
   """Alternates user and item sweeps from the given tables; returns the best tables (by
   weighted validation RMSE; the last without validation ratings) and the best sweep."""
   by_item = train.transpose()
-  best, best_sweep, reference, waited = (users, items), 0, np.inf, 0
-  best_rmse = np.inf
-  for sweep in range(1, settings.sweeps + 1):
-    users = half_sweep(train, items, settings.l2_weight)
-    items = half_sweep(by_item, users, settings.l2_weight)
-    if validation.count == 0:
-      best, best_sweep = (users, items), sweep
-      continue
-    score = weighted_rmse(validation, users, items, mean, rating_scale)
-    if score < best_rmse:
-      best, best_sweep, best_rmse = (users, items), sweep, score
-    if score < reference - settings.min_delta:
-      reference, waited = score, 0
-    else:
-      waited += 1
-      if waited >= settings.patience:
-        break
-  return best[0], best[1], best_sweep
+  tables = _Tables(users, items)
+
+  def sweep() -> float:
+    tables.users = half_sweep(train, tables.items, settings.l2_weight)
+    tables.items = half_sweep(by_item, tables.users, settings.l2_weight)
+    # Each half-sweep solves its side exactly; a training loss would only cost time.
+    return float("nan")
+
+  early_stopping = ResumableEarlyStopping(None, settings.patience, min_delta=settings.min_delta)
+  loop.run_epochs(
+      tables, sweep,
+      (lambda: weighted_rmse(validation, tables.users, tables.items, mean, rating_scale))
+      if validation.count else None,
+      early_stopping, settings.sweeps)
+  best_sweep = (early_stopping.best_epoch + 1 if early_stopping.best_weights is not None
+                else early_stopping.completed_epochs)
+  return tables.users, tables.items, best_sweep
