@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import sparse
 
+from keras_autorec.implicit import losses
 from keras_autorec.implicit.model import PlaylistAutoRec
 from keras_autorec.training import loop
 from keras_autorec.training.early_stopping import ResumableEarlyStopping
@@ -28,7 +29,7 @@ class FitConfig:
   input_dropout: float = 0.5
   l2_weight: float = 0.0
   loss: str = "multinomial"
-  zero_weight: float = 0.7  # Chosen on validation at 100k synthetic playlists and on ML-1M.
+  zero_weight: float = losses.DEFAULT_ZERO_WEIGHT
   learning_rate: float = 1e-3
   batch_size: int = 256
   epochs: int = 200
@@ -90,9 +91,9 @@ def fit(train: sparse.csr_matrix, config: FitConfig,
   def run_epoch() -> float:
     start, cpu_start = time.perf_counter(), time.process_time()
     order = rng.permutation(rows.shape[0])
-    losses = [float(step(to_sparse_tensor(rows[order[first:first + config.batch_size]])))
-              for first in range(0, order.size, config.batch_size)]
-    history.append({"epoch": len(history) + 1, "loss": float(np.mean(losses)),
+    batch_losses = [float(step(to_sparse_tensor(rows[order[first:first + config.batch_size]])))
+                    for first in range(0, order.size, config.batch_size)]
+    history.append({"epoch": len(history) + 1, "loss": float(np.mean(batch_losses)),
                     "epoch_seconds": time.perf_counter() - start,
                     # All of the process' threads.
                     "epoch_cpu_seconds": time.process_time() - cpu_start})

@@ -62,7 +62,8 @@ class PlaylistAutoRec(keras.Model):
 
   def __init__(self, num_items: int, hidden_units: Sequence[int] = (256,),
                activation: str = "tanh", input_dropout: float = 0.5, l2_weight: float = 0.0,
-               loss: str = "multinomial", zero_weight: float = 0.7, **kwargs):
+               loss: str = "multinomial",
+               zero_weight: float = losses.DEFAULT_ZERO_WEIGHT, **kwargs):
     super().__init__(**kwargs)
     if loss not in losses.LOSSES:
       raise ValueError(f"loss must be one of {losses.LOSSES}, got {loss!r}")
